@@ -99,6 +99,8 @@ struct tdm_driver_ops {
 
 /* Registry: NULL if no driver of that name was built in. */
 const struct tdm_driver_ops *tdm_driver_find(const char *name);
+/* Make one more driver findable by name (tests, out-of-tree drivers). */
+void tdm_driver_register(const struct tdm_driver_ops *ops);
 /* Comma-separated list of the built-in drivers, for messages. */
 const char *tdm_driver_names(void);
 

@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: LGPL-2.1-only */
+#ifndef TDM_ENGINE_PRIVATE_H
+#define TDM_ENGINE_PRIVATE_H
+
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "tdm-engine.h"
+#include "tdm-proto.h"
+
+/* ---- peer: one replication connection (peer.c) ----
+ * Frames in, frames out. The callback gets f == NULL and why == NULL when an
+ * outgoing connection comes up; f == NULL with why set once, on EOF, error
+ * or a bad frame: the peer is dead after that and is freed by the loop,
+ * never inside the callback. */
+struct tdm__peer;
+typedef void (*tdm__peer_cb)(struct tdm__peer *p, const struct tdm_frame *f,
+                             const char *why, void *arg);
+typedef void (*tdm__peer_drain_cb)(struct tdm__peer *p, void *arg);
+
+struct tdm__peer {
+    struct event_base *base;
+    struct bufferevent *bev;
+    tdm__peer_cb cb;
+    tdm__peer_drain_cb drained;
+    void *arg;
+    char addr[96];
+    uint64_t last_rx_ns;
+    uint64_t bytes_out;
+    bool connected;
+    bool dead;
+    bool close_after_flush;
+    bool bad_frame;         /* died on a frame that failed its checks */
+};
+
+struct tdm__peer *tdm__peer_accept(struct event_base *base, int fd,
+                                   const char *addr, tdm__peer_cb cb,
+                                   void *arg);
+struct tdm__peer *tdm__peer_connect(struct event_base *base,
+                                    struct evdns_base *dns, const char *host,
+                                    uint16_t port, tdm__peer_cb cb, void *arg);
+void tdm__peer_set_cb(struct tdm__peer *p, tdm__peer_cb cb,
+                      tdm__peer_drain_cb drained, void *arg);
+/* Queue a frame; payload bytes are copied. */
+int tdm__peer_send(struct tdm__peer *p, uint16_t type, uint64_t epoch,
+                   const struct iovec *iov, int iovcnt);
+/* Queue a frame; the iovecs whose bit is set in ref_mask are referenced,
+ * not copied: they must stay unchanged until the output has drained. */
+int tdm__peer_sendv(struct tdm__peer *p, uint16_t type, uint64_t epoch,
+                    const struct iovec *iov, int iovcnt, unsigned ref_mask);
+int tdm__peer_send_text(struct tdm__peer *p, uint16_t type, uint32_t code,
+                        const char *text);
+size_t tdm__peer_pending(const struct tdm__peer *p);
+/* Close now (drops unsent output). Safe inside callbacks. */
+void tdm__peer_close(struct tdm__peer *p);
+/* Close once queued output has been written (e.g. after an ERROR). */
+void tdm__peer_close_after_flush(struct tdm__peer *p);
+
+/* ---- fence (fence.c): test-and-set on shared storage ---- */
+/* Take over 'name' if the lease still holds generation 'expect': writes
+ * expect+1 and returns 1; returns 0 if someone else holds a newer
+ * generation; -1 on I/O error (logged). With no fence path, returns 1. */
+int tdm__fence_take(const char *fence_dir, const char *name, uint64_t expect,
+                    uint64_t *gen_r);
+/* Record generation 'gen' for 'name' if the lease holds nothing newer. */
+int tdm__fence_init(const char *fence_dir, const char *name, uint64_t gen);
+
+/* ---- engine ---- */
+#define TDM_ACK_RING 64
+
+struct tdm_engine {
+    struct tdm_host *host;
+    struct tdm_engine *next;
+
+    char name[TDM_NAME_MAX];
+    uint8_t uuid[16];
+    uint64_t generation;
+    struct tdm_cfg cfg;
+    const struct tdm_driver_ops *drv;
+    struct tdm_dom *dom;
+
+    enum tdm_role role;
+    enum tdm_state state;
+    struct tdm_engine_params params;
+    char peer_host[256];
+    uint16_t peer_port;
+    char peer_str[280];
+
+    struct tdm__peer *peer;
+    struct event *tick;         /* primary: epoch deadline */
+    struct event *hb;           /* heartbeat + failure detection */
+    struct event *retry;        /* primary: reconnect */
+    struct event *stopped_ev;   /* deferred guest-stopped handling */
+
+    struct tdm_staging st;
+    uint64_t epoch;             /* primary: last captured */
+    uint64_t acked;             /* primary: last acked */
+    bool want_epoch;            /* a tick came while the last epoch was
+                                   still being written */
+    bool handing_over;          /* planned failover in progress */
+    bool final_suspended;       /* its final epoch is taken: the domain is
+                                   held suspended until the backup acks */
+    uint64_t resume_ns[TDM_ACK_RING];
+
+    /* backup receive state */
+    bool in_epoch;
+    uint64_t rx_epoch;
+    struct tdm_epoch_begin rx_begin;
+    uint32_t rx_frames;
+    uint64_t applied;
+    uint64_t last_rx_ns;        /* backup: last byte from the primary */
+    bool failover_armed;        /* backup: the link was healthy; its loss
+                                   means the primary is gone */
+
+    struct tdm_engine_metrics m;
+};
+
+struct tdm_host {
+    struct event_base *base;
+    struct evdns_base *dns;
+    struct evconnlistener *listener;
+    uint16_t port;
+    struct tdm_host_config cfg;
+    struct tdm_host_hooks hooks;
+    struct tdm_engine *engines;     /* creation order */
+    struct tdm__pending *pending;   /* accepted, HELLO not yet seen */
+};
+
+void tdm__engine_changed(struct tdm_engine *eng);
+void tdm__engine_set_state(struct tdm_engine *eng, enum tdm_state st);
+struct tdm_engine *tdm__engine_new(struct tdm_host *host, struct tdm_cfg *cfg,
+                                   const struct tdm_driver_ops *drv,
+                                   enum tdm_role role);
+void tdm__engine_free(struct tdm_engine *eng);
+
+/* primary.c */
+int tdm__primary_protect(struct tdm_engine *eng, const char *host,
+                         uint16_t port, const struct tdm_engine_params *p,
+                         char *err, size_t errlen);
+void tdm__primary_unprotect(struct tdm_engine *eng, bool tell_peer);
+int tdm__primary_failover(struct tdm_engine *eng, char *err, size_t errlen);
+
+/* backup.c: a verified HELLO arrived on peer p for this host. */
+void tdm__backup_hello(struct tdm_host *host, struct tdm__peer *p,
+                       const struct tdm_frame *f);
+void tdm__backup_stop(struct tdm_engine *eng);
+
+#endif
