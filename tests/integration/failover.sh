@@ -1,0 +1,61 @@
+#!/bin/bash
+# End to end: a client writes to the guest's key-value service while the
+# primary's tandemd is SIGKILLed at a random moment of the epoch cycle. The
+# backup must take over the guest's address and the client must read back
+# every write it saw acknowledged, with no effect applied twice.
+#
+#   RUNS=N            how many kill points (default 20)
+#   TANDEMD_OPTS=...  extra daemon options
+#   PROTECT_OPTS=...  extra protect options (e.g. -i 10)
+#   RESULTS=FILE      append one line of figures per run
+. "$(dirname "$0")/lib.sh"
+need_root_netns
+
+RUNS=${RUNS:-20}
+T=$(mktemp -d /tmp/tdm-failover.XXXXXX)
+cleanup() { net_teardown; [ -n "$KEEP" ] || rm -rf "$T"; }
+trap cleanup EXIT
+net_setup
+
+failed=0
+for run in $(seq 1 "$RUNS"); do
+  : >"$T/A.log"; : >"$T/B.log"
+  start_daemon A
+  start_daemon B
+  domain_cfg >"$T/kv1.cfg"
+  "$XLT" -s "$T/A.sock" create "$T/kv1.cfg" || fail "create failed: $(tail -5 "$T/A.log")"
+  in_c "$KVC" -s $IP_G:7000 wait -T 10000 >/dev/null || fail "guest did not answer: $(tail -5 "$T/A.log")"
+  "$XLT" -s "$T/A.sock" protect $PROTECT_OPTS kv1 $IP_B || fail "protect failed"
+  wait_for 20 state_is A kv1 protected || fail "not protected: $(tail -5 "$T/A.log")"
+
+  in_c "$KVC" -s $IP_G:7000 load -d 60 -k 500 -o "$T/ack.log" -c $run >"$T/load.out" 2>&1 &
+  LOAD=$!
+  # a random kill point: 300..1800 ms into the load, at microsecond grain
+  sleep "$(awk -v s=$RANDOM -v r=$run 'BEGIN{srand(s+r); printf "%.6f", 0.3 + rand()*1.5}')"
+  KILL_NS=$(now_ns)
+  kill -9 $PID_A
+  wait $PID_A 2>/dev/null
+  # the backup takes over ...
+  wait_for 10 state_is B kv1 unprotected || { cat "$T/B.log" | tail -20; fail "run $run: backup did not take over"; }
+  # ... and the client, still running, gets answers from it
+  sleep 1.5
+  kill -TERM $LOAD; wait $LOAD
+  FIRST=$(awk -v k=$KILL_NS '$1=="ack" && $2>k {print $2; exit}' "$T/ack.log")
+  if [ -z "$FIRST" ]; then
+    cat "$T/load.out"; tail -20 "$T/B.log"
+    fail "run $run: no acknowledged write after the kill"
+  fi
+  FAILOVER_MS=$(( (FIRST - KILL_NS) / 1000000 ))
+  ACKED=$(grep -c '^ack' "$T/ack.log")
+  if in_c "$KVC" -s $IP_G:7000 verify -i "$T/ack.log" >"$T/verify.out" 2>&1; then
+    echo "ok $run: $(cat "$T/verify.out" | tail -1); $ACKED acked; failover ${FAILOVER_MS} ms"
+  else
+    echo "not ok $run: $(tail -1 "$T/verify.out")"
+    failed=$((failed + 1))
+  fi
+  [ -n "$RESULTS" ] && echo "run=$run failover_ms=$FAILOVER_MS acked=$ACKED" >>"$RESULTS"
+  kill -TERM $PID_B 2>/dev/null; wait $PID_B 2>/dev/null
+  rm -f "$T/ack.log"
+done
+[ $failed -eq 0 ] || fail "$failed of $RUNS runs lost or duplicated acknowledged writes"
+echo "PASS: $RUNS runs, no acknowledged write lost or duplicated"

@@ -1,0 +1,81 @@
+#!/bin/bash
+# The whole test suite, as CI runs it:
+#   1. build with -Werror and run every test (unit, integration, fuzz smoke)
+#   2. rebuild with ASan + UBSan and run the unit tests again
+#   3. build the libFuzzer targets with clang and run each for a bounded time
+# Ends with one line: "N passed, N failed, N skipped".
+#
+#   FUZZ_SECONDS=N   per fuzz target (default 60)
+#   RUNS=N           failover kill points in the end-to-end test (default 20)
+set -u
+cd "$(dirname "$0")/.."
+top=$(pwd)
+jobs=$(nproc 2>/dev/null || echo 2)
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+export RUNS=${RUNS:-20}
+pass=0 fail=0 skip=0
+count() {
+  local p f s
+  read -r p f s < <(sh tests/summary.sh "$1" | awk '{print $1, $3, $5}')
+  pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + s))
+}
+step() { echo; echo "=== $*"; }
+
+[ -x configure ] && [ configure -nt configure.ac ] || autoreconf -fi >/dev/null || exit 1
+
+step "build (-Werror) and make check"
+rm -rf build-ci && mkdir build-ci && cd build-ci || exit 1
+if ../configure -q >configure.out 2>&1 && make -j"$jobs" >make.out 2>&1; then
+  make -j"$jobs" check >check.out 2>&1
+  grep -E '^(PASS|FAIL|SKIP|XFAIL|XPASS|ERROR):' check.out
+  for f in $(find . -name '*.log' -path '*tests*'); do
+    grep -qE '^(FAIL|ERROR)' "${f%.log}.trs" 2>/dev/null && { echo "--- $f"; tail -40 "$f"; }
+  done
+  count .
+else
+  cat configure.out; tail -50 make.out; fail=$((fail + 1))
+fi
+cd "$top"
+
+step "unit tests under ASan + UBSan"
+rm -rf build-asan && mkdir build-asan && cd build-asan || exit 1
+SAN="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+if ../configure -q CFLAGS="$SAN" LDFLAGS="-fsanitize=address,undefined" >configure.out 2>&1 &&
+   make -j"$jobs" >make.out 2>&1; then
+  UNIT=$(cd "$top" && ls tests/unit/test-*.c | sed 's/\.c$//' | tr '\n' ' ')
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    make -j"$jobs" check TESTS="$UNIT" >check.out 2>&1
+  grep -E '^(PASS|FAIL|SKIP|ERROR):' check.out | sed 's/^/asan /'
+  for f in tests/unit/*.log; do
+    grep -qE '^(FAIL|ERROR)' "${f%.log}.trs" 2>/dev/null && { echo "--- $f"; tail -40 "$f"; }
+  done
+  count .
+else
+  cat configure.out; tail -50 make.out; fail=$((fail + 1))
+fi
+cd "$top"
+
+step "fuzz targets (libFuzzer, ${FUZZ_SECONDS}s each)"
+rm -rf build-fuzz && mkdir build-fuzz && cd build-fuzz || exit 1
+if ../configure -q CC=clang --enable-fuzz >configure.out 2>&1 &&
+   make -j"$jobs" >make.out 2>&1; then
+  for t in tests/fuzz/fuzz-*; do
+    [ -x "$t" ] || continue
+    name=$(basename "$t")
+    mkdir -p "corpus-$name"
+    if "./$t" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=1024 \
+         -max_len=65536 "corpus-$name" >"$name.out" 2>&1; then
+      echo "PASS: $name ($(grep -o 'Done [0-9]* runs' "$name.out"))"
+      pass=$((pass + 1))
+    else
+      echo "FAIL: $name"; tail -30 "$name.out"; fail=$((fail + 1))
+    fi
+  done
+else
+  cat configure.out; tail -50 make.out; fail=$((fail + 1))
+fi
+cd "$top"
+
+echo
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" -eq 0 ]
