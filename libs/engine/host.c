@@ -25,19 +25,6 @@ struct tdm__pending {
     struct event *timer;
 };
 
-static int errf(char *err, size_t errlen, const char *fmt, ...)
-    TDM_PRINTF(3, 4);
-static int errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err && errlen) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 void tdm_engine_params_default(struct tdm_engine_params *p)
 {
@@ -50,13 +37,13 @@ int tdm_engine_params_check(const struct tdm_engine_params *p, char *err,
                             size_t errlen)
 {
     if (p->interval_ms < 1 || p->interval_ms > 10000)
-        return errf(err, errlen, "interval %u ms is out of range (1..10000)",
+        return tdm_errf(err, errlen, "interval %u ms is out of range (1..10000)",
                     p->interval_ms);
     if (p->heartbeat_ms < 5 || p->heartbeat_ms > 10000)
-        return errf(err, errlen, "heartbeat %u ms is out of range (5..10000)",
+        return tdm_errf(err, errlen, "heartbeat %u ms is out of range (5..10000)",
                     p->heartbeat_ms);
     if (p->timeout_ms < 2 * p->heartbeat_ms || p->timeout_ms > 600000)
-        return errf(err, errlen, "timeout %u ms must be at least twice the "
+        return tdm_errf(err, errlen, "timeout %u ms must be at least twice the "
                     "heartbeat (%u ms) and at most 600000", p->timeout_ms,
                     p->heartbeat_ms);
     return 0;
@@ -236,18 +223,18 @@ int tdm_host_create(struct tdm_host *host, const char *cfg_text, size_t len,
 
     tdm_cfg_init(&cfg);
     if (tdm_cfg_parse(&cfg, cfg_text, len, perr, sizeof(perr)) < 0) {
-        errf(err, errlen, "domain configuration: %s", perr);
+        tdm_errf(err, errlen, "domain configuration: %s", perr);
         goto out;
     }
     name = tdm_cfg_get(&cfg, "name");
     if (!name || !tdm_valid_name(name)) {
-        errf(err, errlen, "domain configuration: %s", name ?
+        tdm_errf(err, errlen, "domain configuration: %s", name ?
              "name must be 1-63 of [A-Za-z0-9_.-], not all digits" :
              "'name' is required");
         goto out;
     }
     if (tdm_host_find(host, name)) {
-        errf(err, errlen, "a domain named '%s' already exists here", name);
+        tdm_errf(err, errlen, "a domain named '%s' already exists here", name);
         goto out;
     }
     dname = tdm_cfg_get(&cfg, "driver");
@@ -255,29 +242,29 @@ int tdm_host_create(struct tdm_host *host, const char *cfg_text, size_t len,
         dname = "uvm";
     drv = tdm_driver_find(dname);
     if (!drv) {
-        errf(err, errlen, "driver '%s' is not built in (available: %s)",
+        tdm_errf(err, errlen, "driver '%s' is not built in (available: %s)",
              dname, tdm_driver_names());
         goto out;
     }
     if (drv->validate(&cfg, perr, sizeof(perr)) < 0) {
-        errf(err, errlen, "domain configuration: %s", perr);
+        tdm_errf(err, errlen, "domain configuration: %s", perr);
         goto out;
     }
     eng = tdm__engine_new(host, &cfg, drv, TDM_ROLE_PRIMARY);
     tdm_strlcpy(eng->name, tdm_cfg_get(&eng->cfg, "name"), sizeof(eng->name));
     if (getrandom(eng->uuid, sizeof(eng->uuid), 0) != sizeof(eng->uuid)) {
-        errf(err, errlen, "getrandom: %s", strerror(errno));
+        tdm_errf(err, errlen, "getrandom: %s", strerror(errno));
         goto out;
     }
     ev.guest_stopped = guest_stopped;
     ev.arg = eng;
     if (drv->create(&eng->cfg, host->base, &ev, &eng->dom) < 0) {
-        errf(err, errlen, "%s: the %s driver could not create the domain "
+        tdm_errf(err, errlen, "%s: the %s driver could not create the domain "
              "(see the daemon log)", eng->name, drv->name);
         goto out;
     }
     if (tdm__fence_init(host->cfg.fence_path, eng->name, eng->generation) < 0) {
-        errf(err, errlen, "%s: cannot record the domain in the fence at %s",
+        tdm_errf(err, errlen, "%s: cannot record the domain in the fence at %s",
              eng->name, host->cfg.fence_path);
         goto out;
     }
@@ -312,18 +299,18 @@ int tdm__host_create_replica(struct tdm_host *host, const struct tdm_hello *h,
     tdm_cfg_init(&cfg);
     drv = tdm_driver_find(h->driver);
     if (!drv) {
-        errf(err, errlen, "driver '%s' is not built in here", h->driver);
+        tdm_errf(err, errlen, "driver '%s' is not built in here", h->driver);
         goto out;
     }
     if (tdm_cfg_parse(&cfg, (const char *)h->config, h->config_len, perr,
                       sizeof(perr)) < 0 ||
         drv->validate(&cfg, perr, sizeof(perr)) < 0) {
-        errf(err, errlen, "domain configuration: %s", perr);
+        tdm_errf(err, errlen, "domain configuration: %s", perr);
         goto out;
     }
     name = tdm_cfg_get(&cfg, "name");
     if (!name || strcmp(name, h->name)) {
-        errf(err, errlen, "HELLO names '%s' but its configuration does not",
+        tdm_errf(err, errlen, "HELLO names '%s' but its configuration does not",
              h->name);
         goto out;
     }
@@ -334,18 +321,18 @@ int tdm__host_create_replica(struct tdm_host *host, const struct tdm_hello *h,
     ev.guest_stopped = guest_stopped;
     ev.arg = eng;
     if (drv->create_replica(&eng->cfg, host->base, &ev, &eng->dom) < 0) {
-        errf(err, errlen, "the %s driver could not create a replica",
+        tdm_errf(err, errlen, "the %s driver could not create a replica",
              drv->name);
         goto out;
     }
     if (drv->npages(eng->dom) != h->npages) {
-        errf(err, errlen, "replica has %llu pages, the primary %llu",
+        tdm_errf(err, errlen, "replica has %llu pages, the primary %llu",
              (unsigned long long)drv->npages(eng->dom),
              (unsigned long long)h->npages);
         goto out;
     }
     if (tdm_staging_alloc(&eng->st, h->npages) < 0) {
-        errf(err, errlen, "cannot allocate staging for %llu pages",
+        tdm_errf(err, errlen, "cannot allocate staging for %llu pages",
              (unsigned long long)h->npages);
         goto out;
     }
@@ -367,7 +354,7 @@ static struct tdm_engine *find_or_err(struct tdm_host *host, const char *name,
     struct tdm_engine *eng = tdm_host_find(host, name);
 
     if (!eng)
-        errf(err, errlen, "no domain named '%s' here", name);
+        tdm_errf(err, errlen, "no domain named '%s' here", name);
     return eng;
 }
 
@@ -381,12 +368,12 @@ int tdm_host_protect(struct tdm_host *host, const char *name,
     if (!eng)
         return -1;
     if (eng->role != TDM_ROLE_PRIMARY)
-        return errf(err, errlen, "'%s' is a replica here (the backup side); "
+        return tdm_errf(err, errlen, "'%s' is a replica here (the backup side); "
                     "protect it from its primary", name);
     if (eng->state == TDM_ST_STOPPED)
-        return errf(err, errlen, "'%s' is stopped", name);
+        return tdm_errf(err, errlen, "'%s' is stopped", name);
     if (eng->state != TDM_ST_UNPROTECTED)
-        return errf(err, errlen, "'%s' is already protected by %s (%s)", name,
+        return tdm_errf(err, errlen, "'%s' is already protected by %s (%s)", name,
                     eng->peer_str, tdm_state_name(eng->state));
     return tdm__primary_protect(eng, peer_host, peer_port, params, err,
                                 errlen);
@@ -400,10 +387,10 @@ int tdm_host_unprotect(struct tdm_host *host, const char *name, char *err,
     if (!eng)
         return -1;
     if (eng->role != TDM_ROLE_PRIMARY)
-        return errf(err, errlen, "'%s' is a replica here; unprotect it on its "
+        return tdm_errf(err, errlen, "'%s' is a replica here; unprotect it on its "
                     "primary", name);
     if (eng->state == TDM_ST_UNPROTECTED || eng->state == TDM_ST_STOPPED)
-        return errf(err, errlen, "'%s' is not protected", name);
+        return tdm_errf(err, errlen, "'%s' is not protected", name);
     tdm__primary_unprotect(eng, true);
     return 0;
 }
@@ -416,10 +403,10 @@ int tdm_host_failover(struct tdm_host *host, const char *name, char *err,
     if (!eng)
         return -1;
     if (eng->role != TDM_ROLE_PRIMARY)
-        return errf(err, errlen, "'%s' is a replica here; run failover on "
+        return tdm_errf(err, errlen, "'%s' is a replica here; run failover on "
                     "its primary", name);
     if (eng->state != TDM_ST_PROTECTED)
-        return errf(err, errlen, "'%s' is %s: a planned failover needs a "
+        return tdm_errf(err, errlen, "'%s' is %s: a planned failover needs a "
                     "protected domain", name, tdm_state_name(eng->state));
     return tdm__primary_failover(eng, err, errlen);
 }

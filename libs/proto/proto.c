@@ -8,19 +8,6 @@
 #include "tdm-proto.h"
 #include "tdm-util.h"
 
-static int errf(char *err, size_t errlen, const char *fmt, ...)
-    TDM_PRINTF(3, 4);
-static int errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err && errlen) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 const char *tdm_msg_name(uint16_t type)
 {
@@ -61,20 +48,20 @@ enum tdm_dec tdm_frame_decode(const uint8_t *buf, size_t len,
     type = tdm_get_le16(buf + 6);
     plen = tdm_get_le32(buf + 8);
     if (magic != TDM_PROTO_MAGIC) {
-        errf(err, errlen, "bad magic 0x%08x: not a tandem peer", magic);
+        tdm_errf(err, errlen, "bad magic 0x%08x: not a tandem peer", magic);
         return TDM_DEC_ERR;
     }
     if (version != TDM_PROTO_VERSION) {
-        errf(err, errlen, "peer speaks protocol version %u, this side %u",
+        tdm_errf(err, errlen, "peer speaks protocol version %u, this side %u",
              version, TDM_PROTO_VERSION);
         return TDM_DEC_ERR;
     }
     if (type == 0 || type >= TDM_MSG_MAX_) {
-        errf(err, errlen, "unknown message type %u", type);
+        tdm_errf(err, errlen, "unknown message type %u", type);
         return TDM_DEC_ERR;
     }
     if (plen > TDM_FRAME_MAX) {
-        errf(err, errlen, "%s frame of %u bytes exceeds %u", tdm_msg_name(type),
+        tdm_errf(err, errlen, "%s frame of %u bytes exceeds %u", tdm_msg_name(type),
              plen, TDM_FRAME_MAX);
         return TDM_DEC_ERR;
     }
@@ -83,7 +70,7 @@ enum tdm_dec tdm_frame_decode(const uint8_t *buf, size_t len,
         return TDM_DEC_NEED;
     crc = tdm_crc32c(hdr_crc(buf), buf + TDM_HDR_SIZE, plen);
     if (crc != tdm_get_le32(buf + 12)) {
-        errf(err, errlen, "%s frame (epoch %llu): checksum 0x%08x, expected "
+        tdm_errf(err, errlen, "%s frame (epoch %llu): checksum 0x%08x, expected "
              "0x%08x", tdm_msg_name(type),
              (unsigned long long)tdm_get_le64(buf + 16), crc,
              tdm_get_le32(buf + 12));
@@ -157,18 +144,18 @@ int tdm_hello_decode(const uint8_t *p, size_t len, struct tdm_hello *h,
                      char *err, size_t errlen)
 {
     if (len < TDM_HELLO_FIXED)
-        return errf(err, errlen, "HELLO of %zu bytes, at least %d expected",
+        return tdm_errf(err, errlen, "HELLO of %zu bytes, at least %d expected",
                     len, TDM_HELLO_FIXED);
     if (len - TDM_HELLO_FIXED > TDM_HELLO_CONFIG_MAX)
-        return errf(err, errlen, "HELLO config of %zu bytes exceeds %u",
+        return tdm_errf(err, errlen, "HELLO config of %zu bytes exceeds %u",
                     len - TDM_HELLO_FIXED, TDM_HELLO_CONFIG_MAX);
     if (!fixed_string_ok(p, TDM_NAME_MAX))
-        return errf(err, errlen, "HELLO: malformed domain name");
+        return tdm_errf(err, errlen, "HELLO: malformed domain name");
     if (!fixed_string_ok(p + 80, TDM_DRIVER_NAME_MAX))
-        return errf(err, errlen, "HELLO: malformed driver name");
+        return tdm_errf(err, errlen, "HELLO: malformed driver name");
     memcpy(h->name, p, TDM_NAME_MAX);
     if (!tdm_valid_name(h->name))
-        return errf(err, errlen, "HELLO: invalid domain name");
+        return tdm_errf(err, errlen, "HELLO: invalid domain name");
     memcpy(h->uuid, p + 64, 16);
     memcpy(h->driver, p + 80, TDM_DRIVER_NAME_MAX);
     h->npages = tdm_get_le64(p + 96);
@@ -180,13 +167,13 @@ int tdm_hello_decode(const uint8_t *p, size_t len, struct tdm_hello *h,
     h->config = p + TDM_HELLO_FIXED;
     h->config_len = (uint32_t)(len - TDM_HELLO_FIXED);
     if (h->page_size != TDM_PAGE_SIZE)
-        return errf(err, errlen, "HELLO: page size %u, this side %u",
+        return tdm_errf(err, errlen, "HELLO: page size %u, this side %u",
                     h->page_size, TDM_PAGE_SIZE);
     if (h->npages == 0 || h->npages > ((uint64_t)1 << 28))
-        return errf(err, errlen, "HELLO: %llu pages is out of range",
+        return tdm_errf(err, errlen, "HELLO: %llu pages is out of range",
                     (unsigned long long)h->npages);
     if (memchr(h->config, '\0', h->config_len))
-        return errf(err, errlen, "HELLO: config text contains NUL");
+        return tdm_errf(err, errlen, "HELLO: config text contains NUL");
     return 0;
 }
 
@@ -202,7 +189,7 @@ int tdm_hello_reply_decode(const uint8_t *p, size_t len,
                            struct tdm_hello_reply *r, char *err, size_t errlen)
 {
     if (len != TDM_HELLO_REPLY_SIZE)
-        return errf(err, errlen, "HELLO_REPLY of %zu bytes, %d expected", len,
+        return tdm_errf(err, errlen, "HELLO_REPLY of %zu bytes, %d expected", len,
                     TDM_HELLO_REPLY_SIZE);
     r->last_epoch = tdm_get_le64(p);
     r->generation = tdm_get_le64(p + 8);
@@ -219,7 +206,7 @@ int tdm_heartbeat_decode(const uint8_t *p, size_t len, struct tdm_heartbeat *h,
                          char *err, size_t errlen)
 {
     if (len != TDM_HEARTBEAT_SIZE)
-        return errf(err, errlen, "HEARTBEAT of %zu bytes, %d expected", len,
+        return tdm_errf(err, errlen, "HEARTBEAT of %zu bytes, %d expected", len,
                     TDM_HEARTBEAT_SIZE);
     h->sent_ns = tdm_get_le64(p);
     h->last_epoch = tdm_get_le64(p + 8);
@@ -236,7 +223,7 @@ int tdm_epoch_begin_decode(const uint8_t *p, size_t len,
                            struct tdm_epoch_begin *b, char *err, size_t errlen)
 {
     if (len != TDM_EPOCH_BEGIN_SIZE)
-        return errf(err, errlen, "EPOCH_BEGIN of %zu bytes, %d expected", len,
+        return tdm_errf(err, errlen, "EPOCH_BEGIN of %zu bytes, %d expected", len,
                     TDM_EPOCH_BEGIN_SIZE);
     b->npages = tdm_get_le64(p);
     b->state_len = tdm_get_le64(p + 8);
@@ -255,15 +242,15 @@ int tdm_pages_decode(const uint8_t *p, size_t len, struct tdm_pages *pg,
     uint32_t count;
 
     if (len < TDM_PAGES_HDR)
-        return errf(err, errlen, "PAGES of %zu bytes is too short", len);
+        return tdm_errf(err, errlen, "PAGES of %zu bytes is too short", len);
     count = tdm_get_le32(p);
     if (count == 0 || count > TDM_PAGES_PER_FRAME)
-        return errf(err, errlen, "PAGES with %u pages (1..%u allowed)", count,
+        return tdm_errf(err, errlen, "PAGES with %u pages (1..%u allowed)", count,
                     TDM_PAGES_PER_FRAME);
     if (tdm_get_le32(p + 4) != 0)
-        return errf(err, errlen, "PAGES: reserved field is not zero");
+        return tdm_errf(err, errlen, "PAGES: reserved field is not zero");
     if (len != tdm_pages_size(count))
-        return errf(err, errlen, "PAGES of %zu bytes for %u pages (%zu "
+        return tdm_errf(err, errlen, "PAGES of %zu bytes for %u pages (%zu "
                     "expected)", len, count, tdm_pages_size(count));
     pg->count = count;
     pg->pfns = p + TDM_PAGES_HDR;
@@ -289,10 +276,10 @@ int tdm_epoch_end_decode(const uint8_t *p, size_t len, struct tdm_epoch_end *e,
                          char *err, size_t errlen)
 {
     if (len != TDM_EPOCH_END_SIZE)
-        return errf(err, errlen, "EPOCH_END of %zu bytes, %d expected", len,
+        return tdm_errf(err, errlen, "EPOCH_END of %zu bytes, %d expected", len,
                     TDM_EPOCH_END_SIZE);
     if (tdm_get_le32(p + 20) != 0)
-        return errf(err, errlen, "EPOCH_END: reserved field is not zero");
+        return tdm_errf(err, errlen, "EPOCH_END: reserved field is not zero");
     e->npages = tdm_get_le64(p);
     e->state_len = tdm_get_le64(p + 8);
     e->frames = tdm_get_le32(p + 16);
@@ -320,9 +307,9 @@ int tdm_text_msg_decode(const uint8_t *p, size_t len, struct tdm_text_msg *m,
     size_t n;
 
     if (len < 4)
-        return errf(err, errlen, "text message of %zu bytes is too short", len);
+        return tdm_errf(err, errlen, "text message of %zu bytes is too short", len);
     if (len - 4 > TDM_TEXT_MAX - 1)
-        return errf(err, errlen, "text message of %zu bytes is too long", len);
+        return tdm_errf(err, errlen, "text message of %zu bytes is too long", len);
     m->code = tdm_get_le32(p);
     n = len - 4;
     for (size_t i = 0; i < n; i++) {

@@ -31,17 +31,6 @@ void tdm_cfg_dispose(struct tdm_cfg *c)
     tdm_cfg_init(c);
 }
 
-static int errf(char *err, size_t errlen, const char *fmt, ...)
-    TDM_PRINTF(3, 4);
-static int errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen)
-        vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 static bool key_char(int c)
 {
@@ -58,11 +47,11 @@ int tdm_cfg_parse(struct tdm_cfg *c, const char *text, size_t len, char *err,
 
     tdm_cfg_init(&tmp);
     if (len > CFG_MAX_TEXT) {
-        errf(err, errlen, "configuration larger than %u bytes", CFG_MAX_TEXT);
+        tdm_errf(err, errlen, "configuration larger than %u bytes", CFG_MAX_TEXT);
         goto out;
     }
     if (memchr(text, '\0', len)) {
-        errf(err, errlen, "configuration contains a NUL byte");
+        tdm_errf(err, errlen, "configuration contains a NUL byte");
         goto out;
     }
     tmp.text = tdm_malloc(len + 1);
@@ -93,13 +82,13 @@ int tdm_cfg_parse(struct tdm_cfg *c, const char *text, size_t len, char *err,
             q++;
         ke = q;
         if (ke == kb) {
-            errf(err, errlen, "line %u: expected a key", line);
+            tdm_errf(err, errlen, "line %u: expected a key", line);
             goto out;
         }
         while (q < eol && (*q == ' ' || *q == '\t'))
             q++;
         if (q == eol || *q != '=') {
-            errf(err, errlen, "line %u: expected '=' after '%.*s'", line,
+            tdm_errf(err, errlen, "line %u: expected '=' after '%.*s'", line,
                  (int)(ke - kb), kb);
             goto out;
         }
@@ -114,14 +103,14 @@ int tdm_cfg_parse(struct tdm_cfg *c, const char *text, size_t len, char *err,
                     q++;
                 else if (*q == '\\') {
                     free(val);
-                    errf(err, errlen, "line %u: bad escape in string", line);
+                    tdm_errf(err, errlen, "line %u: bad escape in string", line);
                     goto out;
                 }
                 val[vn++] = *q++;
             }
             if (q >= eol) {
                 free(val);
-                errf(err, errlen, "line %u: unterminated string", line);
+                tdm_errf(err, errlen, "line %u: unterminated string", line);
                 goto out;
             }
             q++;
@@ -131,7 +120,7 @@ int tdm_cfg_parse(struct tdm_cfg *c, const char *text, size_t len, char *err,
                 val[vn++] = *q++;
             if (vn == 0) {
                 free(val);
-                errf(err, errlen, "line %u: missing value", line);
+                tdm_errf(err, errlen, "line %u: missing value", line);
                 goto out;
             }
         }
@@ -140,21 +129,21 @@ int tdm_cfg_parse(struct tdm_cfg *c, const char *text, size_t len, char *err,
             q++;
         if (q < eol && *q != '#') {
             free(val);
-            errf(err, errlen, "line %u: unexpected text after value", line);
+            tdm_errf(err, errlen, "line %u: unexpected text after value", line);
             goto out;
         }
         for (size_t i = 0; i < tmp.n; i++) {
             if (strlen(tmp.v[i].key) == (size_t)(ke - kb) &&
                 !memcmp(tmp.v[i].key, kb, (size_t)(ke - kb))) {
                 free(val);
-                errf(err, errlen, "line %u: '%.*s' already set at line %u",
+                tdm_errf(err, errlen, "line %u: '%.*s' already set at line %u",
                      line, (int)(ke - kb), kb, tmp.v[i].line);
                 goto out;
             }
         }
         if (tmp.n >= CFG_MAX_ENTRIES) {
             free(val);
-            errf(err, errlen, "line %u: more than %d keys", line,
+            tdm_errf(err, errlen, "line %u: more than %d keys", line,
                  CFG_MAX_ENTRIES);
             goto out;
         }
@@ -188,13 +177,13 @@ int tdm_cfg_parse_file(struct tdm_cfg *c, const char *path, char *err,
 
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return errf(err, errlen, "%s: %s", path, strerror(errno));
+        return tdm_errf(err, errlen, "%s: %s", path, strerror(errno));
     if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-        errf(err, errlen, "%s: not a regular file", path);
+        tdm_errf(err, errlen, "%s: not a regular file", path);
         goto out;
     }
     if (sb.st_size > (off_t)CFG_MAX_TEXT) {
-        errf(err, errlen, "%s: larger than %u bytes", path, CFG_MAX_TEXT);
+        tdm_errf(err, errlen, "%s: larger than %u bytes", path, CFG_MAX_TEXT);
         goto out;
     }
     buf = tdm_malloc((size_t)sb.st_size + 1);
@@ -203,7 +192,7 @@ int tdm_cfg_parse_file(struct tdm_cfg *c, const char *path, char *err,
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0) {
-            errf(err, errlen, "%s: read failed", path);
+            tdm_errf(err, errlen, "%s: read failed", path);
             goto out;
         }
         got += (size_t)r;
@@ -212,7 +201,7 @@ int tdm_cfg_parse_file(struct tdm_cfg *c, const char *path, char *err,
         /* prefix the path */
         char tmp[512];
         tdm_strlcpy(tmp, err ? err : "", sizeof(tmp));
-        errf(err, errlen, "%s: %s", path, tmp);
+        tdm_errf(err, errlen, "%s: %s", path, tmp);
         goto out;
     }
     rc = 0;
@@ -244,7 +233,7 @@ int tdm_cfg_get_u64(struct tdm_cfg *c, const char *key, uint64_t def,
         return 0;
     }
     if (tdm_parse_u64(s, min, max, v_r) < 0)
-        return errf(err, errlen, "%s = '%s': expected a whole number from "
+        return tdm_errf(err, errlen, "%s = '%s': expected a whole number from "
                     "%llu to %llu", key, s, (unsigned long long)min,
                     (unsigned long long)max);
     return 0;
@@ -254,7 +243,7 @@ int tdm_cfg_check_unused(const struct tdm_cfg *c, char *err, size_t errlen)
 {
     for (size_t i = 0; i < c->n; i++)
         if (!c->v[i].used)
-            return errf(err, errlen, "line %u: unknown key '%s'", c->v[i].line,
+            return tdm_errf(err, errlen, "line %u: unknown key '%s'", c->v[i].line,
                         c->v[i].key);
     return 0;
 }

@@ -61,6 +61,10 @@ void tdm_free_pages(void *p, size_t bytes);
 static inline void tdm__freep(void *pp) { free(*(void **)pp); }
 #define TDM_AUTOFREE __attribute__((cleanup(tdm__freep)))
 
+/* Format a message into err (if err and errlen) and return -1: the shape
+ * of every "fill in why and fail" in tandem. */
+int tdm_errf(char *err, size_t errlen, const char *fmt, ...) TDM_PRINTF(3, 4);
+
 /* Bounded copy that always terminates; returns false if truncated. */
 bool tdm_strlcpy(char *dst, const char *src, size_t size);
 
