@@ -13,6 +13,8 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -332,6 +334,7 @@ struct proxy {
     struct evconnlistener *l;
     uint16_t port, to;
     uint64_t flip_at, seen;     /* flip one bit at this byte of p->b */
+    bool blackhole;             /* swallow everything: a partition */
     struct bufferevent *a, *b;
 };
 static struct proxy px;
@@ -343,6 +346,10 @@ static void px_read(struct bufferevent *from, void *arg)
     size_t n = evbuffer_get_length(in);
     uint8_t *d = evbuffer_pullup(in, (ssize_t)n);
 
+    if (px.blackhole) {
+        evbuffer_drain(in, n);
+        return;
+    }
     if (from == px.a && px.flip_at >= px.seen && px.flip_at < px.seen + n)
         d[px.flip_at - px.seen] ^= 0x10;
     if (from == px.a)
@@ -424,6 +431,37 @@ static void test_corrupt_epoch_never_applied(void **state)
     proxy_stop();
 }
 
+/* A partition, not a crash: both sides are alive and each takes the other
+ * for dead. With a fence, exactly one of them may go on running the domain. */
+static void test_partition_with_fence_leaves_one_copy(void **state)
+{
+    char dir[] = "/tmp/tdm-fence-XXXXXX";
+    int running = 0;
+
+    assert_non_null(mkdtemp(dir));
+    tdm_strlcpy(hp->cfg.fence_path, dir, sizeof(hp->cfg.fence_path));
+    tdm_strlcpy(hb->cfg.fence_path, dir, sizeof(hb->cfg.fence_path));
+    proxy_start(UINT64_MAX);
+    protect(px.port);
+    assert_true(run_until(protected, 3000));
+    run_ms(100);
+    px.blackhole = true;
+    run_ms(800);
+    if (eng_p() && eng_p()->state != TDM_ST_STOPPED && primary_dom)
+        running++;
+    if (eng_b() && eng_b()->role == TDM_ROLE_PRIMARY &&
+        eng_b()->state != TDM_ST_STOPPED)
+        running++;
+    assert_int_equal(running, 1);
+    proxy_stop();
+    {
+        char path[600];
+        snprintf(path, sizeof(path), "%s/d1.lease", dir);
+        unlink(path);
+        rmdir(dir);
+    }
+}
+
 static void test_hello_refusals(void **state)
 {
     struct tdm_host_config hc;
@@ -469,6 +507,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_goodbye_drops_replica, setup, teardown),
         cmocka_unit_test_setup_teardown(test_planned_failover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_epoch_never_applied, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_partition_with_fence_leaves_one_copy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hello_refusals, setup, teardown),
     };
     tdm_log_init("test-engine", true,
