@@ -1,0 +1,1087 @@
+/* SPDX-License-Identifier: LGPL-2.1-only */
+/*
+ * The uvm driver: a small x86-64 machine on the Unicorn emulator.
+ *
+ * Guest RAM is a page-aligned host buffer mapped with uc_mem_map_ptr; a
+ * write hook over all of it keeps an exact dirty bitmap (and every write
+ * the host makes into guest RAM sets the same bits). The vCPU runs on a
+ * thread of its own; suspend parks it at an instruction boundary and
+ * capture copies the dirty pages and an explicit register list while it is
+ * parked. Devices are reached through IN-instruction hypercalls
+ * (guest/uvm-abi.h). The NIC carries Ethernet frames to a TAP device; what
+ * the guest transmits while output buffering is on is held per epoch until
+ * the engine releases that epoch.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <linux/sockios.h>
+#include <poll.h>
+#include <stdio.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "tdm-util.h"
+#include "uvm-private.h"
+
+void (*uvm_test_tx_hook)(struct tdm_dom *d, const uint8_t *frame,
+                         size_t len);
+
+static const int gpr_ids[UVM_NGPR] = {
+    UC_X86_REG_RAX, UC_X86_REG_RBX, UC_X86_REG_RCX, UC_X86_REG_RDX,
+    UC_X86_REG_RSI, UC_X86_REG_RDI, UC_X86_REG_RBP, UC_X86_REG_RSP,
+    UC_X86_REG_R8,  UC_X86_REG_R9,  UC_X86_REG_R10, UC_X86_REG_R11,
+    UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14, UC_X86_REG_R15,
+};
+
+/* ---- configuration ---- */
+
+struct uvm_conf {
+    char name[64];
+    uint64_t memory_mib;
+    char kernel[PATH_MAX];
+    char extra[1025];
+    struct uvm_nic nic;
+};
+
+static int vif_opt(const char *k, const char *v, void *arg)
+{
+    struct uvm_nic *nic = arg;
+
+    if (!v)
+        return -1;
+    if (!strcmp(k, "mac"))
+        return tdm_parse_mac(v, nic->mac);
+    if (!strcmp(k, "ip")) {
+        char ip[32];
+        const char *slash = strchr(v, '/');
+        uint64_t prefix;
+        struct in_addr a;
+        if (!slash || (size_t)(slash - v) >= sizeof(ip))
+            return -1;
+        memcpy(ip, v, (size_t)(slash - v));
+        ip[slash - v] = '\0';
+        if (inet_pton(AF_INET, ip, &a) != 1 ||
+            tdm_parse_u64(slash + 1, 1, 32, &prefix) < 0)
+            return -1;
+        nic->ip = a.s_addr;
+        nic->prefix = (uint8_t)prefix;
+        return 0;
+    }
+    if (!strcmp(k, "tap") || !strcmp(k, "bridge")) {
+        char *dst = !strcmp(k, "tap") ? nic->tap : nic->bridge;
+        if (!*v || strlen(v) >= IFNAMSIZ || strchr(v, '/'))
+            return -1;
+        tdm_strlcpy(dst, v, IFNAMSIZ);
+        return 0;
+    }
+    return -1;
+}
+
+static int conf_parse(struct tdm_cfg *cfg, struct uvm_conf *c, char *err,
+                      size_t errlen)
+{
+    const char *s;
+
+    memset(c, 0, sizeof(*c));
+    c->nic.fd = -1;
+    s = tdm_cfg_get(cfg, "name");
+    if (!s || !tdm_valid_name(s))
+        return tdm_errf(err, errlen, "name: required, 1-63 of [A-Za-z0-9_.-]");
+    tdm_strlcpy(c->name, s, sizeof(c->name));
+    s = tdm_cfg_get(cfg, "driver");
+    if (s && strcmp(s, "uvm"))
+        return tdm_errf(err, errlen, "driver = '%s': this is the uvm driver", s);
+    if (tdm_cfg_get_u64(cfg, "memory", 16, 2, 4096, &c->memory_mib, err,
+                        errlen) < 0)
+        return -1;
+    s = tdm_cfg_get(cfg, "kernel");
+    if (!s)
+        s = TDM_PKGDATADIR "/kv-guest.bin";
+    if (!tdm_strlcpy(c->kernel, s, sizeof(c->kernel)))
+        return tdm_errf(err, errlen, "kernel: path too long");
+    s = tdm_cfg_get(cfg, "extra");
+    if (s && !tdm_strlcpy(c->extra, s, sizeof(c->extra)))
+        return tdm_errf(err, errlen, "extra: longer than 1024 bytes");
+    if (tdm_cfg_get(cfg, "disk"))
+        return tdm_errf(err, errlen, "disk: not supported by the uvm driver "
+                        "yet");
+    s = tdm_cfg_get(cfg, "vif");
+    if (s) {
+        c->nic.present = true;
+        if (tdm_cfg_split_opts(s, vif_opt, &c->nic) < 0)
+            return tdm_errf(err, errlen, "vif = '%s': expected "
+                            "mac=52:54:00:xx:xx:xx,ip=A.B.C.D/P[,tap=NAME]"
+                            "[,bridge=NAME]", s);
+        if (!c->nic.ip || !(c->nic.mac[0] | c->nic.mac[1] | c->nic.mac[2] |
+                            c->nic.mac[3] | c->nic.mac[4] | c->nic.mac[5]))
+            return tdm_errf(err, errlen, "vif: mac= and ip= are required");
+        if (!c->nic.tap[0])
+            snprintf(c->nic.tap, sizeof(c->nic.tap), "tdm-%.11s", c->name);
+    }
+    return tdm_cfg_check_unused(cfg, err, errlen);
+}
+
+static int uvm_validate(struct tdm_cfg *cfg, char *err, size_t errlen)
+{
+    struct uvm_conf c;
+    return conf_parse(cfg, &c, err, errlen);
+}
+
+/* ---- guest RAM and dirty tracking ---- */
+
+static inline void mark_dirty(struct tdm_dom *d, uint64_t addr, uint64_t len)
+{
+    uint64_t first = addr >> TDM_PAGE_SHIFT;
+    uint64_t last = (addr + (len ? len : 1) - 1) >> TDM_PAGE_SHIFT;
+
+    for (uint64_t p = first; p <= last && p < d->npages; p++)
+        tdm_bitmap_set(d->dirty, p);
+}
+
+static void hook_write(uc_engine *uc, uc_mem_type type, uint64_t addr,
+                       int size, int64_t value, void *arg)
+{
+    struct tdm_dom *d = arg;
+    uint64_t p = addr >> TDM_PAGE_SHIFT;
+
+    /* The common case, one page, without the loop. */
+    if (((addr + (uint64_t)size - 1) >> TDM_PAGE_SHIFT) == p) {
+        if (p < d->npages)
+            d->dirty[p / 64] |= (uint64_t)1 << (p % 64);
+        return;
+    }
+    mark_dirty(d, addr, (uint64_t)size);
+}
+
+static bool range_ok(struct tdm_dom *d, uint64_t gpa, uint64_t len)
+{
+    return gpa < d->ram_size && len <= d->ram_size - gpa;
+}
+
+/* The single entry point for values from outside the machine. */
+static void uvm_input(struct tdm_dom *d, enum uvm_input_kind kind,
+                      uint64_t gpa, const void *data, size_t len)
+{
+    if (d->record)
+        d->record(d->record_arg, kind, data, len);
+    memcpy(d->ram + gpa, data, len);
+    mark_dirty(d, gpa, len);
+}
+
+void uvm_set_input_recorder(struct tdm_dom *d, uvm_input_recorder fn, void *arg)
+{
+    d->record = fn;
+    d->record_arg = arg;
+}
+
+/* ---- NIC ---- */
+
+static int tap_open(struct uvm_nic *nic, const char *domname)
+{
+    struct ifreq ifr;
+    int fd, s = -1, rc = -1;
+
+    fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        log_warn("%s: /dev/net/tun", domname);
+        return -1;
+    }
+    memset(&ifr, 0, sizeof(ifr));
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+    tdm_strlcpy(ifr.ifr_name, nic->tap, IFNAMSIZ);
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+        log_warn("%s: cannot create TAP %s", domname, nic->tap);
+        goto out;
+    }
+    s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) {
+        log_warn("%s: socket", domname);
+        goto out;
+    }
+    if (nic->bridge[0]) {
+        struct ifreq br;
+        memset(&br, 0, sizeof(br));
+        tdm_strlcpy(br.ifr_name, nic->tap, IFNAMSIZ);
+        if (ioctl(s, SIOCGIFINDEX, &br) < 0) {
+            log_warn("%s: %s: no ifindex", domname, nic->tap);
+            goto out;
+        }
+        tdm_strlcpy(br.ifr_name, nic->bridge, IFNAMSIZ);
+        if (ioctl(s, SIOCBRADDIF, &br) < 0) {
+            log_warn("%s: cannot add %s to bridge %s", domname, nic->tap,
+                     nic->bridge);
+            goto out;
+        }
+    }
+    memset(&ifr, 0, sizeof(ifr));
+    tdm_strlcpy(ifr.ifr_name, nic->tap, IFNAMSIZ);
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) {
+        log_warn("%s: %s: get flags", domname, nic->tap);
+        goto out;
+    }
+    ifr.ifr_flags |= IFF_UP;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) {
+        log_warn("%s: %s: set up", domname, nic->tap);
+        goto out;
+    }
+    nic->fd = fd;
+    fd = -1;
+    rc = 0;
+out:
+    if (s >= 0)
+        close(s);
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+static void tx_write(struct tdm_dom *d, const uint8_t *frame, size_t len)
+{
+    if (uvm_test_tx_hook) {
+        uvm_test_tx_hook(d, frame, len);
+        return;
+    }
+    if (d->nic.fd < 0)
+        return;
+    /* A TAP write only fails when the interface is down or gone. */
+    if (write(d->nic.fd, frame, len) < 0)
+        d->stats.discarded_frames++;
+}
+
+/* Write out held frames of epochs <= epoch. Caller holds qlock. */
+static void queue_release_locked(struct tdm_dom *d, uint64_t epoch)
+{
+    while (d->qhead && d->qhead->epoch <= epoch) {
+        struct uvm_frame *f = d->qhead;
+        d->qhead = f->next;
+        if (!d->qhead)
+            d->qtail = NULL;
+        d->qframes--;
+        d->qbytes -= f->len;
+        tx_write(d, f->data, f->len);
+        d->stats.released_frames++;
+        free(f);
+    }
+}
+
+static int net_tx(struct tdm_dom *d, const uint8_t *frame, size_t len)
+{
+    struct uvm_frame *f;
+    int rc = 0;
+
+    pthread_mutex_lock(&d->qlock);
+    if (!d->buffering) {
+        tx_write(d, frame, len);
+        d->stats.released_frames++;
+        goto out;
+    }
+    if (d->qframes >= UVM_QUEUE_MAX_FRAMES ||
+        d->qbytes + len > UVM_QUEUE_MAX_BYTES) {
+        d->stats.backpressure++;
+        rc = -UVM_EAGAIN;
+        goto out;
+    }
+    f = tdm_malloc(sizeof(*f) + len);
+    f->next = NULL;
+    f->epoch = d->cur_epoch;
+    f->len = (uint32_t)len;
+    memcpy(f->data, frame, len);
+    if (d->qtail)
+        d->qtail->next = f;
+    else
+        d->qhead = f;
+    d->qtail = f;
+    d->qframes++;
+    d->qbytes += len;
+out:
+    pthread_mutex_unlock(&d->qlock);
+    return rc;
+}
+
+/* The transmit path, for tests that have no vCPU. */
+int uvm__test_net_tx(struct tdm_dom *d, const uint8_t *frame, size_t len);
+int uvm__test_net_tx(struct tdm_dom *d, const uint8_t *frame, size_t len)
+{
+    return net_tx(d, frame, len);
+}
+
+static void send_garp(struct tdm_dom *d)
+{
+    uint8_t f[42];
+
+    memset(f, 0xff, 6);                     /* broadcast */
+    memcpy(f + 6, d->nic.mac, 6);
+    f[12] = 0x08; f[13] = 0x06;             /* ARP */
+    f[14] = 0; f[15] = 1;                   /* Ethernet */
+    f[16] = 0x08; f[17] = 0x00;             /* IPv4 */
+    f[18] = 6; f[19] = 4;
+    f[20] = 0; f[21] = 1;                   /* request */
+    memcpy(f + 22, d->nic.mac, 6);
+    memcpy(f + 28, &d->nic.ip, 4);          /* sender = target = our IP */
+    memset(f + 32, 0, 6);
+    memcpy(f + 38, &d->nic.ip, 4);
+    for (int i = 0; i < 3; i++)
+        tx_write(d, f, sizeof(f));
+}
+
+/* ---- hypercalls (vCPU thread) ---- */
+
+static void guest_stop(struct tdm_dom *d, bool crashed, const char *why)
+{
+    pthread_mutex_lock(&d->lock);
+    if (!d->stopped) {
+        d->stopped = true;
+        d->crashed = crashed;
+        tdm_strlcpy(d->why, why, sizeof(d->why));
+    }
+    pthread_mutex_unlock(&d->lock);
+    uc_emu_stop(d->uc);
+    event_active(d->stop_ev, EV_TIMEOUT, 0);
+}
+
+static void console_put(struct tdm_dom *d, const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = (char)p[i];
+        if (c == '\n' || d->conlen == sizeof(d->con) - 1) {
+            d->con[d->conlen] = '\0';
+            log_info("%s: guest: %s", d->name, d->con);
+            d->conlen = 0;
+            if (c == '\n')
+                continue;
+        }
+        d->con[d->conlen++] = (c >= 0x20 && c < 0x7f) ? c : '?';
+    }
+}
+
+static uint64_t guest_now(struct tdm_dom *d)
+{
+    return tdm_now_ns() - d->time_base_ns;
+}
+
+static int32_t hc_wait(struct tdm_dom *d, uint64_t timeout_us)
+{
+    struct pollfd pfd[2];
+    int n = 0, r, ms;
+
+    if (d->want_pause)
+        return 0;
+    pfd[n++] = (struct pollfd){.fd = d->wake_fd, .events = POLLIN};
+    if (d->nic.fd >= 0)
+        pfd[n++] = (struct pollfd){.fd = d->nic.fd, .events = POLLIN};
+    ms = (int)TDM_MIN(timeout_us / 1000, (uint64_t)1000);
+    r = poll(pfd, (nfds_t)n, ms);
+    if (r > 0 && (pfd[0].revents & POLLIN)) {
+        uint64_t v;
+        if (read(d->wake_fd, &v, sizeof(v)) < 0)
+            return 0;
+    }
+    return (r > 0 && n > 1 && (pfd[1].revents & POLLIN)) ? 1 : 0;
+}
+
+static uint32_t hook_in(uc_engine *uc, uint32_t port, int size, void *arg)
+{
+    struct tdm_dom *d = arg;
+    uint64_t a0 = 0, a1 = 0, a2 = 0;
+    uint8_t buf[UVM_FRAME_MAX];
+    int32_t rc = -UVM_ENOSYS;
+
+    uc_reg_read(uc, UC_X86_REG_RDI, &a0);
+    uc_reg_read(uc, UC_X86_REG_RSI, &a1);
+    uc_reg_read(uc, UC_X86_REG_RDX, &a2);
+
+    switch (port) {
+    case UVM_HC_CONSOLE:
+        if (!range_ok(d, a0, a1) || a1 > 4096)
+            return (uint32_t)-UVM_EFAULT;
+        console_put(d, d->ram + a0, a1);
+        return (uint32_t)a1;
+    case UVM_HC_TIME: {
+        uint64_t t = guest_now(d);
+        if (!range_ok(d, a0, 8))
+            return (uint32_t)-UVM_EFAULT;
+        uvm_input(d, UVM_INPUT_TIME, a0, &t, 8);
+        return 0;
+    }
+    case UVM_HC_RANDOM:
+        if (a1 > 256)
+            return (uint32_t)-UVM_EINVAL;
+        if (!range_ok(d, a0, a1))
+            return (uint32_t)-UVM_EFAULT;
+        if (getrandom(buf, a1, 0) != (ssize_t)a1)
+            return (uint32_t)-UVM_EIO;
+        uvm_input(d, UVM_INPUT_RANDOM, a0, buf, a1);
+        return (uint32_t)a1;
+    case UVM_HC_NET_INFO: {
+        struct uvm_net_info ni;
+        if (!range_ok(d, a0, sizeof(ni)))
+            return (uint32_t)-UVM_EFAULT;
+        memset(&ni, 0, sizeof(ni));
+        if (d->nic.present) {
+            memcpy(ni.mac, d->nic.mac, 6);
+            ni.prefix_len = d->nic.prefix;
+            ni.flags = UVM_NET_PRESENT;
+            ni.ip = d->nic.ip;
+            ni.mtu = 1500;
+        }
+        memcpy(d->ram + a0, &ni, sizeof(ni)); /* config, not an input */
+        mark_dirty(d, a0, sizeof(ni));
+        return 0;
+    }
+    case UVM_HC_NET_TX:
+        if (a1 < UVM_FRAME_MIN || a1 > UVM_FRAME_MAX)
+            return (uint32_t)-UVM_EINVAL;
+        if (!range_ok(d, a0, a1))
+            return (uint32_t)-UVM_EFAULT;
+        return (uint32_t)net_tx(d, d->ram + a0, a1);
+    case UVM_HC_NET_RX: {
+        ssize_t r;
+        if (a1 < UVM_FRAME_MAX)
+            return (uint32_t)-UVM_EINVAL;
+        if (!range_ok(d, a0, UVM_FRAME_MAX))
+            return (uint32_t)-UVM_EFAULT;
+        if (d->nic.fd < 0)
+            return 0;
+        r = read(d->nic.fd, buf, sizeof(buf));
+        if (r <= 0)
+            return 0;
+        d->stats.rx_frames++;
+        uvm_input(d, UVM_INPUT_FRAME, a0, buf, (size_t)r);
+        return (uint32_t)r;
+    }
+    case UVM_HC_WAIT:
+        return (uint32_t)hc_wait(d, a0);
+    case UVM_HC_CONFIG: {
+        size_t n = strlen(d->extra);
+        if (a1 > n) {
+            if (!range_ok(d, a0, n + 1))
+                return (uint32_t)-UVM_EFAULT;
+            memcpy(d->ram + a0, d->extra, n + 1);
+            mark_dirty(d, a0, n + 1);
+        }
+        return (uint32_t)n;
+    }
+    case UVM_HC_EXIT: {
+        char why[64];
+        snprintf(why, sizeof(why), "exit code %llu", (unsigned long long)a0);
+        guest_stop(d, a0 != 0, why);
+        return 0;
+    }
+    case UVM_HC_PANIC: {
+        char why[160] = "panic";
+        if (range_ok(d, a0, a1)) {
+            size_t n = TDM_MIN((size_t)a1, sizeof(why) - 8);
+            snprintf(why, sizeof(why), "panic: %.*s", (int)n,
+                     (const char *)d->ram + a0);
+        }
+        guest_stop(d, true, why);
+        return 0;
+    }
+    default:
+        (void)size;
+        (void)a2;
+        return (uint32_t)rc;
+    }
+}
+
+/* ---- vCPU thread ---- */
+
+static void *vcpu_main(void *arg)
+{
+    struct tdm_dom *d = arg;
+
+    pthread_mutex_lock(&d->lock);
+    for (;;) {
+        uint64_t rip;
+        uc_err err;
+
+        while ((d->want_pause || d->stopped) && !d->quit) {
+            d->parked = true;
+            pthread_cond_broadcast(&d->cond);
+            pthread_cond_wait(&d->cond, &d->lock);
+        }
+        d->parked = false;
+        if (d->quit)
+            break;
+        d->in_emu = true;
+        pthread_mutex_unlock(&d->lock);
+
+        uc_reg_read(d->uc, UC_X86_REG_RIP, &rip);
+        err = uc_emu_start(d->uc, rip, UINT64_MAX, 0, 0);
+
+        pthread_mutex_lock(&d->lock);
+        d->in_emu = false;
+        if (err != UC_ERR_OK && !d->stopped) {
+            char why[160];
+            uc_reg_read(d->uc, UC_X86_REG_RIP, &rip);
+            snprintf(why, sizeof(why), "emulation fault at rip 0x%llx: %s",
+                     (unsigned long long)rip, uc_strerror(err));
+            d->stopped = true;
+            d->crashed = true;
+            tdm_strlcpy(d->why, why, sizeof(d->why));
+            event_active(d->stop_ev, EV_TIMEOUT, 0);
+        }
+    }
+    d->parked = true;
+    pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+    return NULL;
+}
+
+static void kick(struct tdm_dom *d)
+{
+    uint64_t one = 1;
+
+    if (write(d->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        log_warn("%s: wake", d->name);
+}
+
+static int uvm_suspend(struct tdm_dom *d)
+{
+    pthread_mutex_lock(&d->lock);
+    d->want_pause = true;
+    while (!d->parked) {
+        struct timespec ts;
+        /* uc_emu_stop is lost if it lands before uc_emu_start has begun:
+         * repeat it until the vCPU is parked. */
+        if (d->in_emu)
+            uc_emu_stop(d->uc);
+        kick(d);
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 200000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&d->cond, &d->lock, &ts);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return 0;
+}
+
+static int uvm_resume(struct tdm_dom *d)
+{
+    pthread_mutex_lock(&d->lock);
+    d->want_pause = false;
+    pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+    return 0;
+}
+
+/* ---- CPU state ---- */
+
+static int cpu_read(struct tdm_dom *d, struct uvm_cpu *c)
+{
+    int rc = 0;
+
+    memset(c, 0, sizeof(*c));
+    for (int i = 0; i < UVM_NGPR; i++)
+        rc |= uc_reg_read(d->uc, gpr_ids[i], &c->gpr[i]);
+    rc |= uc_reg_read(d->uc, UC_X86_REG_RIP, &c->rip);
+    rc |= uc_reg_read(d->uc, UC_X86_REG_RFLAGS, &c->rflags);
+    rc |= uc_reg_read(d->uc, UC_X86_REG_FS_BASE, &c->fs_base);
+    rc |= uc_reg_read(d->uc, UC_X86_REG_GS_BASE, &c->gs_base);
+    rc |= uc_reg_read(d->uc, UC_X86_REG_CR0, &c->cr0);
+    rc |= uc_reg_read(d->uc, UC_X86_REG_CR3, &c->cr3);
+    rc |= uc_reg_read(d->uc, UC_X86_REG_CR4, &c->cr4);
+    for (int i = 0; i < 16; i++)
+        rc |= uc_reg_read(d->uc, UC_X86_REG_XMM0 + i, c->xmm[i]);
+    rc |= uc_reg_read(d->uc, UC_X86_REG_MXCSR, &c->mxcsr);
+    if (rc)
+        log_warnx("%s: cannot read the registers", d->name);
+    return rc ? -1 : 0;
+}
+
+static int cpu_write(struct tdm_dom *d, const struct uvm_cpu *c)
+{
+    uint64_t cr0, cr3, cr4;
+    int rc = 0;
+
+    /* The machine is flat 64-bit with fixed control registers: a state
+     * that says otherwise did not come from a uvm machine. */
+    uc_reg_read(d->uc, UC_X86_REG_CR0, &cr0);
+    uc_reg_read(d->uc, UC_X86_REG_CR3, &cr3);
+    uc_reg_read(d->uc, UC_X86_REG_CR4, &cr4);
+    if (cr0 != c->cr0 || cr3 != c->cr3 || cr4 != c->cr4) {
+        log_warnx("%s: control registers differ from this machine's", d->name);
+        return -1;
+    }
+    for (int i = 0; i < UVM_NGPR; i++)
+        rc |= uc_reg_write(d->uc, gpr_ids[i], &c->gpr[i]);
+    rc |= uc_reg_write(d->uc, UC_X86_REG_RIP, &c->rip);
+    rc |= uc_reg_write(d->uc, UC_X86_REG_RFLAGS, &c->rflags);
+    rc |= uc_reg_write(d->uc, UC_X86_REG_FS_BASE, &c->fs_base);
+    rc |= uc_reg_write(d->uc, UC_X86_REG_GS_BASE, &c->gs_base);
+    for (int i = 0; i < 16; i++)
+        rc |= uc_reg_write(d->uc, UC_X86_REG_XMM0 + i, c->xmm[i]);
+    rc |= uc_reg_write(d->uc, UC_X86_REG_MXCSR, &c->mxcsr);
+    if (rc)
+        log_warnx("%s: cannot write the registers", d->name);
+    return rc ? -1 : 0;
+}
+
+/* Layout (little-endian): u32 magic, u16 version, u16 reserved, u32 size,
+ * u32 reserved, 16 GPRs, rip, rflags, fs_base, gs_base, cr0, cr3, cr4
+ * (u64 each), xmm0..15 (16 bytes each), u32 mxcsr, u32 reserved,
+ * u64 guest_time_ns. */
+#define STATE_HDR 16
+size_t uvm_state_size(void)
+{
+    return STATE_HDR + (UVM_NGPR + 7) * 8 + 16 * 16 + 8 + 8;
+}
+
+void uvm_state_encode(const struct uvm_cpu *c, const struct uvm_dev *dev,
+                      uint8_t *out)
+{
+    uint8_t *p = out;
+
+    memset(out, 0, uvm_state_size());
+    tdm_put_le32(p, UVM_STATE_MAGIC);
+    tdm_put_le16(p + 4, UVM_STATE_VERSION);
+    tdm_put_le32(p + 8, (uint32_t)uvm_state_size());
+    p += STATE_HDR;
+    for (int i = 0; i < UVM_NGPR; i++, p += 8)
+        tdm_put_le64(p, c->gpr[i]);
+    const uint64_t more[7] = {c->rip, c->rflags, c->fs_base, c->gs_base,
+                              c->cr0, c->cr3, c->cr4};
+    for (int i = 0; i < 7; i++, p += 8)
+        tdm_put_le64(p, more[i]);
+    memcpy(p, c->xmm, sizeof(c->xmm));
+    p += sizeof(c->xmm);
+    tdm_put_le32(p, c->mxcsr);
+    p += 8;
+    tdm_put_le64(p, dev->guest_time_ns);
+}
+
+int uvm_state_decode(const uint8_t *p, size_t len, struct uvm_cpu *c,
+                     struct uvm_dev *dev, char *err, size_t errlen)
+{
+    uint64_t more[7];
+
+    if (len != uvm_state_size())
+        return tdm_errf(err, errlen, "uvm state of %zu bytes, %zu expected",
+                        len, uvm_state_size());
+    if (tdm_get_le32(p) != UVM_STATE_MAGIC)
+        return tdm_errf(err, errlen, "uvm state: bad magic");
+    if (tdm_get_le16(p + 4) != UVM_STATE_VERSION)
+        return tdm_errf(err, errlen, "uvm state version %u, this side %u",
+                        tdm_get_le16(p + 4), UVM_STATE_VERSION);
+    if (tdm_get_le16(p + 6) || tdm_get_le32(p + 12) ||
+        tdm_get_le32(p + 8) != len)
+        return tdm_errf(err, errlen, "uvm state: bad header");
+    p += STATE_HDR;
+    for (int i = 0; i < UVM_NGPR; i++, p += 8)
+        c->gpr[i] = tdm_get_le64(p);
+    for (int i = 0; i < 7; i++, p += 8)
+        more[i] = tdm_get_le64(p);
+    c->rip = more[0];
+    c->rflags = more[1];
+    c->fs_base = more[2];
+    c->gs_base = more[3];
+    c->cr0 = more[4];
+    c->cr3 = more[5];
+    c->cr4 = more[6];
+    memcpy(c->xmm, p, sizeof(c->xmm));
+    p += sizeof(c->xmm);
+    c->mxcsr = tdm_get_le32(p);
+    if (tdm_get_le32(p + 4))
+        return tdm_errf(err, errlen, "uvm state: bad padding");
+    p += 8;
+    dev->guest_time_ns = tdm_get_le64(p);
+    return 0;
+}
+
+/* ---- lifecycle ---- */
+
+static void stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct tdm_dom *d = arg;
+    bool crashed;
+    char why[160];
+
+    pthread_mutex_lock(&d->lock);
+    crashed = d->crashed;
+    tdm_strlcpy(why, d->why, sizeof(why));
+    pthread_mutex_unlock(&d->lock);
+    if (d->ev.guest_stopped)
+        d->ev.guest_stopped(d->ev.arg, crashed, why);
+}
+
+static struct tdm_dom *dom_alloc(const struct uvm_conf *c,
+                                 struct event_base *base,
+                                 const struct tdm_dom_events *ev)
+{
+    struct tdm_dom *d = tdm_calloc(1, sizeof(*d));
+
+    tdm_strlcpy(d->name, c->name, sizeof(d->name));
+    d->base = base;
+    if (ev)
+        d->ev = *ev;
+    d->ram_size = (size_t)c->memory_mib << 20;
+    d->npages = d->ram_size / TDM_PAGE_SIZE;
+    d->ram = tdm_alloc_pages(d->ram_size);
+    d->dirty = tdm_calloc(tdm_bitmap_words(d->npages), sizeof(uint64_t));
+    tdm_strlcpy(d->kernel, c->kernel, sizeof(d->kernel));
+    tdm_strlcpy(d->extra, c->extra, sizeof(d->extra));
+    d->nic = c->nic;
+    d->nic.fd = -1;
+    d->wake_fd = -1;
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_cond_init(&d->cond, NULL);
+    pthread_mutex_init(&d->qlock, NULL);
+    d->stop_ev = event_new(base, -1, 0, stop_cb, d);
+    return d;
+}
+
+static void uvm_destroy(struct tdm_dom *d)
+{
+    struct uvm_frame *f;
+
+    if (!d)
+        return;
+    if (d->thread_started) {
+        pthread_mutex_lock(&d->lock);
+        d->quit = true;
+        d->want_pause = true;
+        pthread_cond_broadcast(&d->cond);
+        while (d->in_emu) {
+            struct timespec ts;
+            uc_emu_stop(d->uc);
+            kick(d);
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 200000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            pthread_cond_timedwait(&d->cond, &d->lock, &ts);
+        }
+        pthread_mutex_unlock(&d->lock);
+        pthread_join(d->thread, NULL);
+    }
+    if (d->uc)
+        uc_close(d->uc);
+    if (d->nic.fd >= 0)
+        close(d->nic.fd);
+    if (d->wake_fd >= 0)
+        close(d->wake_fd);
+    while ((f = d->qhead)) {
+        d->qhead = f->next;
+        free(f);
+    }
+    if (d->stop_ev)
+        event_free(d->stop_ev);
+    tdm_free_pages(d->ram, d->ram_size);
+    free(d->dirty);
+    pthread_mutex_destroy(&d->lock);
+    pthread_cond_destroy(&d->cond);
+    pthread_mutex_destroy(&d->qlock);
+    free(d);
+}
+
+/* Unicorn over our RAM, with the hooks; registers at their reset values. */
+static int machine_setup(struct tdm_dom *d)
+{
+    uc_err err;
+
+    err = uc_open(UC_ARCH_X86, UC_MODE_64, &d->uc);
+    if (err) {
+        log_warnx("%s: uc_open: %s", d->name, uc_strerror(err));
+        return -1;
+    }
+    err = uc_mem_map_ptr(d->uc, 0, d->ram_size, UC_PROT_ALL, d->ram);
+    if (err) {
+        log_warnx("%s: uc_mem_map_ptr: %s", d->name, uc_strerror(err));
+        return -1;
+    }
+    err = uc_hook_add(d->uc, &d->hk_write, UC_HOOK_MEM_WRITE, hook_write, d,
+                      0, d->ram_size - 1);
+    if (!err)
+        err = uc_hook_add(d->uc, &d->hk_in, UC_HOOK_INSN, hook_in, d, 1, 0,
+                          UC_X86_INS_IN);
+    if (err) {
+        log_warnx("%s: uc_hook_add: %s", d->name, uc_strerror(err));
+        return -1;
+    }
+    d->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (d->wake_fd < 0) {
+        log_warn("%s: eventfd", d->name);
+        return -1;
+    }
+    return 0;
+}
+
+static int start_vcpu(struct tdm_dom *d)
+{
+    int r = pthread_create(&d->thread, NULL, vcpu_main, d);
+
+    if (r) {
+        errno = r;
+        log_warn("%s: cannot start the vCPU thread", d->name);
+        return -1;
+    }
+    d->thread_started = true;
+    return 0;
+}
+
+static int load_kernel(struct tdm_dom *d)
+{
+    struct stat sb;
+    size_t got = 0;
+    int fd, rc = -1;
+
+    fd = open(d->kernel, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        log_warn("%s: kernel %s", d->name, d->kernel);
+        return -1;
+    }
+    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_size == 0 ||
+        (uint64_t)sb.st_size > d->ram_size - UVM_LOAD_ADDR - (64u << 10)) {
+        log_warnx("%s: kernel %s is not a regular file that fits in RAM",
+                  d->name, d->kernel);
+        goto out;
+    }
+    while (got < (size_t)sb.st_size) {
+        ssize_t r = read(fd, d->ram + UVM_LOAD_ADDR + got,
+                         (size_t)sb.st_size - got);
+        if (r <= 0) {
+            log_warn("%s: reading %s", d->name, d->kernel);
+            goto out;
+        }
+        got += (size_t)r;
+    }
+    rc = 0;
+out:
+    close(fd);
+    return rc;
+}
+
+static int uvm_create(struct tdm_cfg *cfg, struct event_base *base,
+                      const struct tdm_dom_events *ev, struct tdm_dom **dom_r)
+{
+    struct uvm_conf c;
+    struct tdm_dom *d = NULL;
+    char err[256];
+    uint64_t rsp, rip = UVM_LOAD_ADDR, rdi;
+    int rc = -1;
+
+    if (conf_parse(cfg, &c, err, sizeof(err)) < 0) {
+        log_warnx("%s", err);
+        return -1;
+    }
+    if (((uint64_t)c.memory_mib << 20) < UVM_MIN_RAM) {
+        log_warnx("%s: memory below %u MiB", c.name, UVM_MIN_RAM >> 20);
+        return -1;
+    }
+    d = dom_alloc(&c, base, ev);
+    if (load_kernel(d) < 0 || machine_setup(d) < 0)
+        goto out;
+    rsp = d->ram_size - 16;
+    rdi = d->ram_size;
+    uc_reg_write(d->uc, UC_X86_REG_RIP, &rip);
+    uc_reg_write(d->uc, UC_X86_REG_RSP, &rsp);
+    uc_reg_write(d->uc, UC_X86_REG_RDI, &rdi);
+    if (d->nic.present && tap_open(&d->nic, d->name) < 0)
+        goto out;
+    d->time_base_ns = tdm_now_ns();
+    if (start_vcpu(d) < 0)
+        goto out;
+    *dom_r = d;
+    d = NULL;
+    rc = 0;
+out:
+    uvm_destroy(d);
+    return rc;
+}
+
+static int uvm_create_replica(struct tdm_cfg *cfg, struct event_base *base,
+                              const struct tdm_dom_events *ev,
+                              struct tdm_dom **dom_r)
+{
+    struct uvm_conf c;
+    char err[256];
+
+    if (conf_parse(cfg, &c, err, sizeof(err)) < 0) {
+        log_warnx("%s", err);
+        return -1;
+    }
+    *dom_r = dom_alloc(&c, base, ev);
+    (*dom_r)->replica = true;
+    return 0;
+}
+
+static uint64_t uvm_npages(struct tdm_dom *d)
+{
+    return d->npages;
+}
+
+static int uvm_log_dirty(struct tdm_dom *d, bool enable)
+{
+    /* The write hook stays installed: removing it while the vCPU runs is
+     * not safe in Unicorn, and the bitmap is only read in capture. */
+    d->log_all = enable;
+    return 0;
+}
+
+static int uvm_capture(struct tdm_dom *d, struct tdm_staging *st)
+{
+    struct uvm_cpu cpu;
+    struct uvm_dev dev;
+    uint8_t state[512];
+    size_t words = tdm_bitmap_words(d->npages);
+
+    if (d->log_all) {
+        for (size_t p = 0; p < d->npages; p++) {
+            uint8_t *slot = tdm_staging_add_page(st, p);
+            if (!slot)
+                return -1;
+            memcpy(slot, d->ram + p * TDM_PAGE_SIZE, TDM_PAGE_SIZE);
+        }
+        d->log_all = false;
+    } else {
+        for (size_t w = 0; w < words; w++) {
+            uint64_t bits = d->dirty[w];
+            while (bits) {
+                size_t p = w * 64 + (size_t)__builtin_ctzll(bits);
+                uint8_t *slot;
+                bits &= bits - 1;
+                slot = tdm_staging_add_page(st, p);
+                if (!slot)
+                    return -1;
+                memcpy(slot, d->ram + p * TDM_PAGE_SIZE, TDM_PAGE_SIZE);
+            }
+        }
+    }
+    memset(d->dirty, 0, words * sizeof(uint64_t));
+    if (cpu_read(d, &cpu) < 0)
+        return -1;
+    dev.guest_time_ns = guest_now(d);
+    uvm_state_encode(&cpu, &dev, state);
+    return tdm_staging_set_state(st, state, uvm_state_size());
+}
+
+static int uvm_apply(struct tdm_dom *d, const struct tdm_staging *st)
+{
+    struct uvm_cpu cpu;
+    struct uvm_dev dev;
+    char err[256];
+
+    /* Check everything before touching the replica. */
+    if (uvm_state_decode(st->state, st->state_len, &cpu, &dev, err,
+                         sizeof(err)) < 0) {
+        log_warnx("%s: epoch %llu: %s", d->name,
+                  (unsigned long long)st->epoch, err);
+        return -1;
+    }
+    for (size_t i = 0; i < st->npages; i++) {
+        if (st->pfns[i] >= d->npages) {
+            log_warnx("%s: epoch %llu: page %llu out of range", d->name,
+                      (unsigned long long)st->epoch,
+                      (unsigned long long)st->pfns[i]);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < st->npages; i++)
+        memcpy(d->ram + st->pfns[i] * TDM_PAGE_SIZE, tdm_staging_page(st, i),
+               TDM_PAGE_SIZE);
+    d->cpu = cpu;
+    d->dev = dev;
+    d->have_state = true;
+    return 0;
+}
+
+static int uvm_activate(struct tdm_dom *d)
+{
+    if (!d->have_state) {
+        log_warnx("%s: no epoch applied: nothing to activate", d->name);
+        return -1;
+    }
+    if (machine_setup(d) < 0 || cpu_write(d, &d->cpu) < 0)
+        return -1;
+    if (d->nic.present && tap_open(&d->nic, d->name) < 0)
+        return -1;
+    /* The guest clock continues from the checkpoint: it never goes back. */
+    d->time_base_ns = tdm_now_ns() - d->dev.guest_time_ns;
+    d->replica = false;
+    if (start_vcpu(d) < 0)
+        return -1;
+    if (d->nic.present)
+        send_garp(d);
+    log_info("%s: activated at rip 0x%llx", d->name,
+             (unsigned long long)d->cpu.rip);
+    return 0;
+}
+
+static void uvm_output_buffer(struct tdm_dom *d, bool on, uint64_t epoch)
+{
+    pthread_mutex_lock(&d->qlock);
+    if (!on)
+        queue_release_locked(d, UINT64_MAX);
+    d->buffering = on;
+    d->cur_epoch = epoch;
+    pthread_mutex_unlock(&d->qlock);
+}
+
+static void uvm_output_cut(struct tdm_dom *d, uint64_t epoch)
+{
+    pthread_mutex_lock(&d->qlock);
+    d->cur_epoch = epoch;
+    pthread_mutex_unlock(&d->qlock);
+}
+
+static void uvm_output_release(struct tdm_dom *d, uint64_t epoch)
+{
+    pthread_mutex_lock(&d->qlock);
+    queue_release_locked(d, epoch);
+    pthread_mutex_unlock(&d->qlock);
+}
+
+static void uvm_output_stats(struct tdm_dom *d, struct tdm_output_stats *s)
+{
+    pthread_mutex_lock(&d->qlock);
+    *s = d->stats;
+    s->held_frames = d->qframes;
+    s->held_bytes = d->qbytes;
+    pthread_mutex_unlock(&d->qlock);
+}
+
+static bool uvm_running(struct tdm_dom *d)
+{
+    bool r;
+
+    pthread_mutex_lock(&d->lock);
+    r = d->thread_started && !d->stopped;
+    pthread_mutex_unlock(&d->lock);
+    return r;
+}
+
+const struct tdm_driver_ops tdm_driver_uvm = {
+    .name = "uvm",
+    .validate = uvm_validate,
+    .create = uvm_create,
+    .create_replica = uvm_create_replica,
+    .npages = uvm_npages,
+    .log_dirty = uvm_log_dirty,
+    .suspend = uvm_suspend,
+    .capture = uvm_capture,
+    .resume = uvm_resume,
+    .apply = uvm_apply,
+    .activate = uvm_activate,
+    .output_buffer = uvm_output_buffer,
+    .output_cut = uvm_output_cut,
+    .output_release = uvm_output_release,
+    .output_stats = uvm_output_stats,
+    .running = uvm_running,
+    .destroy = uvm_destroy,
+};
