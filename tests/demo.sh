@@ -32,7 +32,7 @@ wait_for 20 state_is A kv1 protected || fail "not protected"
 echo "protected after $(( ($(now_ns) - t0) / 1000000 )) ms (first epoch: every page)"
 
 say "a client writes (PUT + INCR), counting a write only when its reply arrives"
-in_c "$KVC" -s $IP_G:7000 load -d 60 -k 500 -o "$T/ack.log" >"$T/load.out" 2>&1 &
+ip netns exec $NS_C "$KVC" -s $IP_G:7000 load -d 60 -k 500 -o "$T/ack.log" >"$T/load.out" 2>&1 &
 LOAD=$!
 sleep 3
 "$XLT" -s "$T/A.sock" status kv1

@@ -46,8 +46,10 @@ char *tdm_strdup(const char *s)
 
 void *tdm_alloc_pages(size_t bytes)
 {
+    /* Populated up front: a first touch inside an epoch's pause would
+     * page-fault on every page it copies. */
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     if (p == MAP_FAILED)
         fatal("mmap %zu bytes", bytes);
     return p;

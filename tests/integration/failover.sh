@@ -28,7 +28,7 @@ for run in $(seq 1 "$RUNS"); do
   "$XLT" -s "$T/A.sock" protect $PROTECT_OPTS kv1 $IP_B || fail "protect failed"
   wait_for 20 state_is A kv1 protected || fail "not protected: $(tail -5 "$T/A.log")"
 
-  in_c "$KVC" -s $IP_G:7000 load -d 60 -k 500 -o "$T/ack.log" -c $run >"$T/load.out" 2>&1 &
+  ip netns exec $NS_C "$KVC" -s $IP_G:7000 load -d 60 -k 500 -o "$T/ack.log" -c $run >"$T/load.out" 2>&1 &
   LOAD=$!
   # a random kill point: 300..1800 ms into the load, at microsecond grain
   sleep "$(awk -v s=$RANDOM -v r=$run 'BEGIN{srand(s+r); printf "%.6f", 0.3 + rand()*1.5}')"
@@ -55,7 +55,7 @@ for run in $(seq 1 "$RUNS"); do
   fi
   [ -n "$RESULTS" ] && echo "run=$run failover_ms=$FAILOVER_MS acked=$ACKED" >>"$RESULTS"
   kill -TERM $PID_B 2>/dev/null; wait $PID_B 2>/dev/null
-  rm -f "$T/ack.log"
+  mv "$T/ack.log" "$T/ack.$run.log"
 done
 [ $failed -eq 0 ] || fail "$failed of $RUNS runs lost or duplicated acknowledged writes"
 echo "PASS: $RUNS runs, no acknowledged write lost or duplicated"

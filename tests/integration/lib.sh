@@ -90,8 +90,9 @@ in_b() { ip netns exec $NS_B "$@"; }
 start_daemon() {
   local h=$1 ns ip
   eval ns=\$NS_$h ip=\$IP_$h
+  [ -f "$T/tandem.conf" ] || echo "${TANDEM_CONF:-# defaults}" >"$T/tandem.conf"
   ip netns exec $ns "$TANDEMD" -f -s "$T/$h.sock" -l "$ip:7390" \
-    -c /dev/null $TANDEMD_OPTS >>"$T/$h.log" 2>&1 &
+    -c "$T/tandem.conf" $TANDEMD_OPTS >>"$T/$h.log" 2>&1 &
   eval PID_$h=$!
   wait_for 10 "$XLT" -s "$T/$h.sock" list || { cat "$T/$h.log"; fail "tandemd on $h did not start"; }
 }

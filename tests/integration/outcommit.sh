@@ -8,7 +8,7 @@
 need_root_netns
 
 T=$(mktemp -d /tmp/tdm-outcommit.XXXXXX)
-cleanup() { kill -CONT $PID_B 2>/dev/null; net_teardown; rm -rf "$T"; }
+cleanup() { kill -CONT $PID_B 2>/dev/null; net_teardown; [ -n "$KEEP" ] || rm -rf "$T"; }
 trap cleanup EXIT
 net_setup
 start_daemon A
@@ -23,7 +23,7 @@ in_c "$KVC" -s $IP_G:7000 put before 1 >/dev/null || fail "put while protected"
 kill -STOP $PID_B
 sleep 0.2
 T0=$(now_ns)
-in_c "$KVC" -s $IP_G:7000 -r 100 -T 8000 put during 2 >"$T/put.out" 2>&1 &
+ip netns exec $NS_C "$KVC" -s $IP_G:7000 -r 100 -T 8000 put during 2 >"$T/put.out" 2>&1 &
 PUT=$!
 sleep 2
 if ! kill -0 $PUT 2>/dev/null; then
@@ -39,5 +39,6 @@ T1=$(now_ns)
 WAITED=$(( (T1 - T0) / 1000000 ))
 note "reply arrived ${WAITED} ms after the request (backup frozen for ~2000 ms)"
 [ $WAITED -ge 2000 ] || fail "reply came after ${WAITED} ms, before the backup was thawed"
+"$XLT" -s "$T/A.sock" status kv1
 in_c "$KVC" -s $IP_G:7000 get during | grep -q 2 || fail "value not stored"
 echo "PASS: output held while acks were stalled, released after"

@@ -897,6 +897,9 @@ static int uvm_create(struct tdm_cfg *cfg, struct event_base *base,
     d->time_base_ns = tdm_now_ns();
     if (start_vcpu(d) < 0)
         goto out;
+    /* Like a NIC coming up: tell the switches where this MAC now lives. */
+    if (d->nic.present)
+        send_garp(d);
     *dom_r = d;
     d = NULL;
     rc = 0;

@@ -1,0 +1,9 @@
+/* SPDX-License-Identifier: LGPL-2.1-only */
+#include "config.h"
+
+#include "xl-tandem.h"
+
+int cmd_unprotect(struct xlt *x, int argc, char **argv)
+{
+    return xlt_by_name(x, "unprotect", "unprotect", "%s: protection stopped", argc, argv);
+}
