@@ -44,7 +44,7 @@ wait_for 10 state_is B kv1 unprotected || fail "backup did not take over"
 echo "host B runs kv1 after $(( ($(now_ns) - KILL_NS) / 1000000 )) ms"
 sleep 2
 kill -TERM $LOAD; wait $LOAD
-FIRST=$(awk -v k=$KILL_NS '$1=="ack" && $2>k {print $2; exit}' "$T/ack.log")
+FIRST=$(first_after_gap "$T/ack.log" $KILL_NS)
 echo "first reply served by the backup: $(( (FIRST - KILL_NS) / 1000000 )) ms after the kill"
 cat "$T/load.out"
 

@@ -16,7 +16,7 @@ export RUNS=${RUNS:-20}
 pass=0 fail=0 skip=0
 count() {
   local p f s
-  read -r p f s < <(sh tests/summary.sh "$1" | awk '{print $1, $3, $5}')
+  read -r p f s < <(sh "$top/tests/summary.sh" "$1" | awk '{print $1, $3, $5}')
   pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + s))
 }
 step() { echo; echo "=== $*"; }

@@ -45,6 +45,7 @@ static void payload(const struct tdm_frame *f)
             volatile uint64_t sum = 0;
             for (uint32_t i = 0; i < u.p.count; i++)
                 sum += tdm_pages_pfn(&u.p, i) + u.p.data[(size_t)i * 4096 + 4095];
+            (void)sum;
         }
         break;
     case TDM_MSG_EPOCH_END:

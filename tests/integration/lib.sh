@@ -118,3 +118,12 @@ dom_role() {
     sed -n 's/.*"role":"\([a-z]*\)".*/\1/p' | head -n 1
 }
 state_is() { [ "$(dom_state "$1" "$2")" = "$3" ]; }
+
+# first_after_gap ACKLOG KILL_NS: the timestamp that ends the longest gap
+# between consecutive acknowledged writes after KILL_NS.
+first_after_gap() {
+  awk -v k="$2" '$1 == "ack" {
+      if (prev && $2 > k && $2 - prev > best) { best = $2 - prev; at = $2 }
+      prev = $2
+    } END { if (at) print at }' "$1"
+}
