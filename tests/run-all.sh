@@ -21,6 +21,11 @@ count() {
 }
 step() { echo; echo "=== $*"; }
 
+# On a machine set up by hand (not CI, which installs first), make sure
+# the packages are there.
+if [ "$(id -u)" = 0 ] && [ -z "${CI:-}" ]; then
+  bash tests/deps.sh || exit 1
+fi
 [ -x configure ] && [ configure -nt configure.ac ] || autoreconf -fi >/dev/null || exit 1
 
 step "build (-Werror) and make check"
