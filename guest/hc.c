@@ -1,16 +1,17 @@
 /* SPDX-License-Identifier: LGPL-2.1-only */
-/* Hypercalls: `inl $port, %eax`, arguments in RDI, RSI, RDX (uvm-abi.h). */
+/* Hypercalls: `inl $port, %eax`, arguments in RDI, RSI, RDX, the resume
+ * address in RCX (uvm-abi.h). */
 #include "guest.h"
 
 /* A macro, not a function: the port must be an immediate ("N"). */
 #define HC(port, a0, a1, a2)                                                   \
     ({                                                                         \
         uint32_t hc_r_;                                                        \
-        __asm__ volatile("inl %1, %%eax"                                       \
+        __asm__ volatile("lea 1f(%%rip), %%rcx\n\tinl %1, %%eax\n1:"          \
                          : "=a"(hc_r_)                                         \
                          : "N"(port), "D"((uint64_t)(a0)),                     \
                            "S"((uint64_t)(a1)), "d"((uint64_t)(a2))            \
-                         : "memory");                                          \
+                         : "rcx", "memory");                                   \
         (int)(int32_t)hc_r_;                                                   \
     })
 

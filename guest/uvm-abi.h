@@ -11,9 +11,14 @@
  *     entered there with RSP = top of RAM - 16, RDI = RAM size in bytes.
  *
  * Hypercalls
- *   The guest executes `inl $PORT, %eax` (IN with an 8-bit immediate port).
+ *   The guest executes `inl $PORT, %eax` (IN with an 8-bit immediate port)
+ *   with RCX holding the address of the instruction after it, as SYSCALL
+ *   leaves it:   lea 1f(%rip), %rcx;  inl $PORT, %eax;  1:
  *   PORT selects the call; arguments are in RDI, RSI, RDX; the 32-bit result
  *   is returned in EAX (>= 0 success, < 0 a negated UVM_E* code).
+ *   RCX is the exact resume point the host needs to hold the vCPU inside a
+ *   hypercall (a suspend parks it there); a hypercall without it still
+ *   works, but a suspend then has to stop the vCPU from outside.
  *   Guest buffers are guest-physical addresses; the host checks each range
  *   against RAM and fails the call with -UVM_EFAULT otherwise.
  *   Every value the host writes into guest RAM is marked dirty.

@@ -13,8 +13,9 @@ cleanup() { net_teardown; rm -rf "$T"; }
 trap cleanup EXIT
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-say "network: client $NS_C, primary host A, backup host B, one switch (namespaces)"
 net_setup
+say "network: client $NS_C, primary host A ($NS_A), backup host B ($NS_B), one switch"
+
 echo "client $IP_C   host A $IP_A   host B $IP_B   guest $IP_G ($MAC_G)"
 start_daemon A
 start_daemon B

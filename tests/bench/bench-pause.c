@@ -33,14 +33,21 @@ static void write_guest(const char *path, uint32_t npages)
     size_t n = 0, loop;
     FILE *f;
 
-    /* mov rcx, npages */
-    n += put(c + n, (const uint8_t[]){0x48, 0xc7, 0xc1}, 3);
+    /* mov r8, npages (rcx carries the hypercall's resume address) */
+    n += put(c + n, (const uint8_t[]){0x49, 0xc7, 0xc0}, 3);
     tdm_put_le32(c + n, npages);
     n += 4;
     loop = n;
     n += put(c + n, (const uint8_t[]){0x48, 0x89, 0xd8}, 3);       /* mov rax,rbx */
     n += put(c + n, (const uint8_t[]){0x31, 0xd2}, 2);             /* xor edx,edx */
-    n += put(c + n, (const uint8_t[]){0x48, 0xf7, 0xf1}, 3);       /* div rcx */
+    n += put(c + n, (const uint8_t[]){0x49, 0xf7, 0xf0}, 3);       /* div r8 */
+    /* once per pass over the pages, a hypercall (WAIT, 0 us), as a real
+     * guest makes them: that is where the vCPU stops for a suspend */
+    n += put(c + n, (const uint8_t[]){0x48, 0x85, 0xd2}, 3);       /* test rdx,rdx */
+    n += put(c + n, (const uint8_t[]){0x75, 0x0e}, 2);             /* jnz +14 */
+    n += put(c + n, (const uint8_t[]){0xbf, 0, 0, 0, 0}, 5);       /* mov edi,0 */
+    n += put(c + n, (const uint8_t[]){0x48, 0x8d, 0x0d, 2, 0, 0, 0}, 7); /* lea rcx,[rip+2] */
+    n += put(c + n, (const uint8_t[]){0xe5, UVM_HC_WAIT}, 2);      /* in eax,WAIT */
     n += put(c + n, (const uint8_t[]){0x48, 0xc1, 0xe2, 0x0c}, 4); /* shl rdx,12 */
     n += put(c + n, (const uint8_t[]){0x48, 0xb8}, 2);             /* mov rax,REGION */
     tdm_put_le64(c + n, REGION);
@@ -130,6 +137,8 @@ int main(int argc, char **argv)
             copy[e] = t2 - t1;
             got += st.npages;
         }
+        if (d->stopped)
+            fatalx("the bench guest stopped: %s", d->why);
         /* the floor: the same number of pages, same source and target */
         dst = st.data;
         for (size_t e = 0; e < epochs; e++) {

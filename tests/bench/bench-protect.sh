@@ -12,7 +12,7 @@ SECONDS_PER=${SECONDS_PER:-8}
 INTERVALS=${INTERVALS:-"25 10 5 2 1"}
 
 T=$(mktemp -d /tmp/tdm-bench.XXXXXX)
-cleanup() { net_teardown; rm -rf "$T"; }
+cleanup() { net_teardown; [ -n "$KEEP" ] || rm -rf "$T"; }
 trap cleanup EXIT
 net_setup
 start_daemon A
@@ -27,9 +27,13 @@ field() { # field JSON-KEY: first numeric value of that key in status -j
 stat_field() { # stat_field STAT KEY: e.g. pause_ns median
   "$XLT" -s "$T/A.sock" -j status kv1 | grep -o "\"$1\":{[^}]*}" | grep -o "\"$2\":[0-9]*" | cut -d: -f2
 }
-bench() { in_c "$KVC" -s $IP_G:7000 bench -d "$SECONDS_PER" -k 200 | tail -n 1; }
+# WINDOW requests in flight (separate client ids): one at a time, every
+# protected reply waits for its epoch's ACK, so throughput is ~1/interval.
+WINDOW=${WINDOW:-64}
+bench() { in_c "$KVC" -s $IP_G:7000 bench -d "$SECONDS_PER" -k 512 -w "$WINDOW" | tail -n 1; }
 kv() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
+echo "key-value bench, $WINDOW requests in flight, $SECONDS_PER s per row"
 printf '%-14s %10s %9s %9s %9s %10s %12s %12s\n' mode "req/s" "p50 us" "p99 us" ratio "epochs/s" "pause p50" "pause p99"
 line=$(bench)
 base=$(kv "$line" throughput_rps)

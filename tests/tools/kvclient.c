@@ -109,7 +109,7 @@ static void usage(FILE *f)
         "        PUT k<i> and INCR ctr; each acked write is appended to ACKLOG\n"
         "  verify -i ACKLOG\n"
         "        read everything back: no acked write lost, none applied twice\n"
-        "  bench -d SECONDS [-k NKEYS]\n"
+        "  bench -d SECONDS [-k NKEYS] [-w WINDOW]\n"
         "        closed-loop PUT/GET; one line of key=value results\n"
         "exit: 0 ok, 1 timeout or check failed, 2 usage, 3 server said no\n");
 }
@@ -530,7 +530,7 @@ static int cmd_bench(struct kvc *kvc, const struct opts *o)
     struct run run;
     int rc;
 
-    run_init(&run, kvc, o, 1);
+    run_init(&run, kvc, o, (unsigned)o->window);
     run.next = bench_next;
     rc = run_loop(&run);
     run_print(&run, "bench:");
@@ -928,7 +928,7 @@ int main(int argc, char **argv)
             goto usage;
         }
     } else if (!strcmp(cmd, "bench")) {
-        if (check_opts(&o, cmd, "dk", "d") < 0 || cmd_argc)
+        if (check_opts(&o, cmd, "dkw", "d") < 0 || cmd_argc)
             goto usage;
     } else if (!strcmp(cmd, "verify")) {
         if (check_opts(&o, cmd, "i", "i") < 0 || cmd_argc)

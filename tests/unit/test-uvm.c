@@ -114,35 +114,47 @@ static void test_dirty_exact(void **state)
     unlink(kpath);
 }
 
-/* loop: inc rbx (48 ff c3); add rcx,3 (48 83 c1 03);
+/* loop: inc rbx (48 ff c3); add r9,3 (49 83 c1 03);
  *       mov rax,0x400000 (48 b8 <8>); mov [rax],rbx (48 89 18); jmp loop */
-static void counter_guest(void)
+static void counter_guest_hc(bool hypercall)
 {
     uint8_t code[64];
     size_t n = 0;
 
     code[n++] = 0x48; code[n++] = 0xff; code[n++] = 0xc3;
-    code[n++] = 0x48; code[n++] = 0x83; code[n++] = 0xc1; code[n++] = 0x03;
+    if (hypercall) { /* mov edi,0; in eax,WAIT: where suspends park */
+        code[n++] = 0xbf; code[n++] = 0; code[n++] = 0; code[n++] = 0; code[n++] = 0;
+        /* lea rcx,[rip+2]: the resume point, as the ABI asks */
+        code[n++] = 0x48; code[n++] = 0x8d; code[n++] = 0x0d;
+        code[n++] = 2; code[n++] = 0; code[n++] = 0; code[n++] = 0;
+        code[n++] = 0xe5; code[n++] = UVM_HC_WAIT;
+    }
+    code[n++] = 0x49; code[n++] = 0x83; code[n++] = 0xc1; code[n++] = 0x03;
     code[n++] = 0x48; code[n++] = 0xb8; n += put64(code + n, 0x400000);
     code[n++] = 0x48; code[n++] = 0x89; code[n++] = 0x18;
     code[n++] = 0xeb; code[n] = (uint8_t)(-(int)(n + 1)); n++;
     write_kernel(code, n);
 }
 
+static void counter_guest(void)
+{
+    counter_guest_hc(false);
+}
+
 static void regs(struct tdm_dom *d, uint64_t *rbx, uint64_t *rcx, uint64_t *rip)
 {
     uc_reg_read(d->uc, UC_X86_REG_RBX, rbx);
-    uc_reg_read(d->uc, UC_X86_REG_RCX, rcx);
+    uc_reg_read(d->uc, UC_X86_REG_R9, rcx);  /* the 3x counter */
     uc_reg_read(d->uc, UC_X86_REG_RIP, rip);
 }
 
-static void test_state_through_replica(void **state)
+static void state_through_replica(bool hypercall)
 {
     struct tdm_staging st;
     struct tdm_dom *p, *r;
     uint64_t rbx, rcx, rip, rbx2, rcx2, rip2, mem;
 
-    counter_guest();
+    counter_guest_hc(hypercall);
     p = make(NULL, false);
     r = make(NULL, true);
     tdm_staging_init(&st);
@@ -162,7 +174,14 @@ static void test_state_through_replica(void **state)
     assert_true(rbx > 1000);
     assert_int_equal(tdm_driver_uvm.apply(r, &st), 0);
     assert_int_equal(r->cpu.gpr[1], rbx);
-    assert_int_equal(r->cpu.rip, rip);
+    if (hypercall) {
+        /* parked in the hypercall: the carried state is after the IN */
+        assert_true(p->hc_parked);
+        assert_int_equal(r->ram[r->cpu.rip - 2], 0xe5);
+        assert_int_equal(r->ram[r->cpu.rip - 1], UVM_HC_WAIT);
+    } else {
+        assert_int_equal(r->cpu.rip, rip);
+    }
 
     assert_int_equal(tdm_driver_uvm.activate(r), 0);
     run_a_while();
@@ -179,6 +198,16 @@ static void test_state_through_replica(void **state)
     tdm_driver_uvm.destroy(r);
     tdm_staging_dispose(&st);
     unlink(kpath);
+}
+
+static void test_state_through_replica(void **state)
+{
+    state_through_replica(false);   /* stopped from outside (no hypercalls) */
+}
+
+static void test_state_through_replica_parked_in_hypercall(void **state)
+{
+    state_through_replica(true);
 }
 
 static void test_state_decode_rejects(void **state)
@@ -311,6 +340,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dirty_exact),
         cmocka_unit_test(test_state_through_replica),
+        cmocka_unit_test(test_state_through_replica_parked_in_hypercall),
         cmocka_unit_test(test_state_decode_rejects),
         cmocka_unit_test(test_apply_bad_state_leaves_replica),
         cmocka_unit_test(test_output_queue),

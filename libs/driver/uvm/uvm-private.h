@@ -92,9 +92,14 @@ struct tdm_dom {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool want_pause, parked, in_emu, quit;
+    bool hc_parked;             /* parked inside a hypercall ... */
+    uint32_t hc_result;         /* ... whose result EAX is about to get */
+    uint64_t hc_resume;         /* ... and the RIP after it (the guest's RCX) */
     bool stopped, crashed;
     char why[160];
     int wake_fd;                /* eventfd: interrupts UVM_HC_WAIT */
+    uint64_t forced_stops;      /* suspends that needed a stop from the
+                                   engine thread (no hypercall in time) */
 
     uint64_t time_base_ns;      /* guest time = now - time_base */
 

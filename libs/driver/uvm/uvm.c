@@ -390,9 +390,9 @@ static int32_t hc_wait(struct tdm_dom *d, uint64_t timeout_us)
     return (r > 0 && n > 1 && (pfd[1].revents & POLLIN)) ? 1 : 0;
 }
 
-static uint32_t hook_in(uc_engine *uc, uint32_t port, int size, void *arg)
+static uint32_t hypercall(uc_engine *uc, uint32_t port, int size,
+                          struct tdm_dom *d)
 {
-    struct tdm_dom *d = arg;
     uint64_t a0 = 0, a1 = 0, a2 = 0;
     uint8_t buf[UVM_FRAME_MAX];
     int32_t rc = -UVM_ENOSYS;
@@ -495,6 +495,39 @@ static uint32_t hook_in(uc_engine *uc, uint32_t port, int size, void *arg)
     }
 }
 
+/* A suspend parks the vCPU inside its next hypercall, as a hypervisor
+ * holds a vCPU on an I/O exit: nothing is stopped halfway through an
+ * instruction, and Unicorn is not touched from another thread. The state
+ * captured there is the state after the IN completes (see cpu_read): RIP
+ * past the instruction, EAX holding the result. */
+static uint32_t hook_in(uc_engine *uc, uint32_t port, int size, void *arg)
+{
+    struct tdm_dom *d = arg;
+    uint32_t r = hypercall(uc, port, size, d);
+    uint64_t resume;
+
+    /* Unicorn does not bring RIP up to date for an IN hook: the guest's
+     * RCX names the resume point; park only where it is checkably one. */
+    if (__atomic_load_n(&d->want_pause, __ATOMIC_ACQUIRE) &&
+        uc_reg_read(uc, UC_X86_REG_RCX, &resume) == UC_ERR_OK &&
+        resume >= 2 && resume <= d->ram_size &&
+        d->ram[resume - 2] == 0xe5 && d->ram[resume - 1] == port) {
+        pthread_mutex_lock(&d->lock);
+        d->hc_parked = true;
+        d->hc_result = r;
+        d->hc_resume = resume;
+        while (d->want_pause && !d->quit) {
+            d->parked = true;
+            pthread_cond_broadcast(&d->cond);
+            pthread_cond_wait(&d->cond, &d->lock);
+        }
+        d->parked = false;
+        d->hc_parked = false;
+        pthread_mutex_unlock(&d->lock);
+    }
+    return r;
+}
+
 /* ---- vCPU thread ---- */
 
 static void *vcpu_main(void *arg)
@@ -547,16 +580,23 @@ static void kick(struct tdm_dom *d)
         log_warn("%s: wake", d->name);
 }
 
+#define SELF_STOP_GRACE_NS 2000000
+
 static int uvm_suspend(struct tdm_dom *d)
 {
+    uint64_t t0 = tdm_now_ns();
+
     pthread_mutex_lock(&d->lock);
-    d->want_pause = true;
+    __atomic_store_n(&d->want_pause, true, __ATOMIC_RELEASE);
+    kick(d);
     while (!d->parked) {
         struct timespec ts;
-        /* uc_emu_stop is lost if it lands before uc_emu_start has begun:
-         * repeat it until the vCPU is parked. */
-        if (d->in_emu)
+        /* Past the grace period, stop it from here; uc_emu_stop is lost if
+         * it lands before uc_emu_start has begun: repeat until parked. */
+        if (d->in_emu && tdm_now_ns() - t0 > SELF_STOP_GRACE_NS) {
             uc_emu_stop(d->uc);
+            d->forced_stops++;
+        }
         kick(d);
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 200000;
@@ -598,9 +638,16 @@ static int cpu_read(struct tdm_dom *d, struct uvm_cpu *c)
     for (int i = 0; i < 16; i++)
         rc |= uc_reg_read(d->uc, UC_X86_REG_XMM0 + i, c->xmm[i]);
     rc |= uc_reg_read(d->uc, UC_X86_REG_MXCSR, &c->mxcsr);
-    if (rc)
+    if (rc) {
         log_warnx("%s: cannot read the registers", d->name);
-    return rc ? -1 : 0;
+        return -1;
+    }
+    if (d->hc_parked) {
+        /* Parked inside a hypercall: carry the state after the IN. */
+        c->rip = d->hc_resume;
+        c->gpr[0] = (uint64_t)d->hc_result; /* a 32-bit write zero-extends */
+    }
+    return 0;
 }
 
 static int cpu_write(struct tdm_dom *d, const struct uvm_cpu *c)
