@@ -307,18 +307,31 @@ static struct tdm_engine *find_or_err(struct tdm_host *host, const char *name,
     return eng;
 }
 
+/* The domain, if this host is its primary; 'what' names the command for
+ * the message that sends the user to the primary. */
+static struct tdm_engine *find_primary(struct tdm_host *host, const char *name,
+                                       const char *what, char *err,
+                                       size_t errlen)
+{
+    struct tdm_engine *eng = find_or_err(host, name, err, errlen);
+
+    if (eng && eng->role != TDM_ROLE_PRIMARY) {
+        tdm_errf(err, errlen, "'%s' is a replica here (the backup side); run "
+                 "%s on its primary", name, what);
+        return NULL;
+    }
+    return eng;
+}
+
 int tdm_host_protect(struct tdm_host *host, const char *name,
                      const char *peer_host, uint16_t peer_port,
                      const struct tdm_engine_params *params, char *err,
                      size_t errlen)
 {
-    struct tdm_engine *eng = find_or_err(host, name, err, errlen);
+    struct tdm_engine *eng = find_primary(host, name, "protect", err, errlen);
 
     if (!eng)
         return -1;
-    if (eng->role != TDM_ROLE_PRIMARY)
-        return tdm_errf(err, errlen, "'%s' is a replica here (the backup side); "
-                    "protect it from its primary", name);
     if (eng->state == TDM_ST_STOPPED)
         return tdm_errf(err, errlen, "'%s' is stopped", name);
     if (eng->state != TDM_ST_UNPROTECTED)
@@ -331,13 +344,10 @@ int tdm_host_protect(struct tdm_host *host, const char *name,
 int tdm_host_unprotect(struct tdm_host *host, const char *name, char *err,
                        size_t errlen)
 {
-    struct tdm_engine *eng = find_or_err(host, name, err, errlen);
+    struct tdm_engine *eng = find_primary(host, name, "unprotect", err, errlen);
 
     if (!eng)
         return -1;
-    if (eng->role != TDM_ROLE_PRIMARY)
-        return tdm_errf(err, errlen, "'%s' is a replica here; unprotect it on its "
-                    "primary", name);
     if (eng->state == TDM_ST_UNPROTECTED || eng->state == TDM_ST_STOPPED)
         return tdm_errf(err, errlen, "'%s' is not protected", name);
     tdm__primary_unprotect(eng, true);
@@ -347,13 +357,10 @@ int tdm_host_unprotect(struct tdm_host *host, const char *name, char *err,
 int tdm_host_failover(struct tdm_host *host, const char *name, char *err,
                       size_t errlen)
 {
-    struct tdm_engine *eng = find_or_err(host, name, err, errlen);
+    struct tdm_engine *eng = find_primary(host, name, "failover", err, errlen);
 
     if (!eng)
         return -1;
-    if (eng->role != TDM_ROLE_PRIMARY)
-        return tdm_errf(err, errlen, "'%s' is a replica here; run failover on "
-                    "its primary", name);
     if (eng->state != TDM_ST_PROTECTED)
         return tdm_errf(err, errlen, "'%s' is %s: a planned failover needs a "
                     "protected domain", name, tdm_state_name(eng->state));
