@@ -96,6 +96,10 @@ static void hb_cb(evutil_socket_t fd, short what, void *arg)
     silent = (tdm_now_ns() - eng->last_rx_ns) / 1000000;
     if (!eng->peer && !eng->failover_armed)
         return;
+    /* Before its first whole epoch a replica has nothing to activate: a
+     * slow initial copy is not a dead primary. Only a broken link ends it. */
+    if (eng->state == TDM_ST_RECEIVING && eng->peer)
+        silent = 0;
     if (silent > eng->params.timeout_ms) {
         char why[96];
         snprintf(why, sizeof(why), "silent for %llu ms",
@@ -369,6 +373,13 @@ void tdm__backup_hello(struct tdm_host *host, struct tdm__peer *p,
         return;
     }
     eng = tdm_host_find(host, h.name);
+    if (eng && eng->role == TDM_ROLE_BACKUP && !eng->dom) {
+        /* A replica dropped earlier (never complete, or its primary said
+         * goodbye): the primary starts over with a new one. */
+        log_info("%s: replacing the dropped replica", eng->name);
+        tdm__engine_free(eng);
+        eng = NULL;
+    }
     if (eng) {
         if (eng->role != TDM_ROLE_BACKUP) {
             snprintf(msg, sizeof(msg), "domain '%s' runs here as %s (%s)",
