@@ -161,7 +161,7 @@ static void state_through_replica(bool hypercall)
     assert_int_equal(tdm_staging_alloc(&st, p->npages), 0);
 
     /* many suspend/resume cycles: no deadlock, progress continues */
-    for (int i = 0; i < 200; i++) {
+    for (int i = 0; i < 50; i++) {
         assert_int_equal(tdm_driver_uvm.suspend(p), 0);
         assert_int_equal(tdm_driver_uvm.resume(p), 0);
     }

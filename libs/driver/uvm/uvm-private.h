@@ -92,6 +92,7 @@ struct tdm_dom {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool want_pause, parked, in_emu, quit;
+    bool in_hook;               /* inside a hypercall (no outside stops) */
     bool hc_parked;             /* parked inside a hypercall ... */
     uint32_t hc_result;         /* ... whose result EAX is about to get */
     uint64_t hc_resume;         /* ... and the RIP after it (the guest's RCX) */

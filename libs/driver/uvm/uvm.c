@@ -503,8 +503,15 @@ static uint32_t hypercall(uc_engine *uc, uint32_t port, int size,
 static uint32_t hook_in(uc_engine *uc, uint32_t port, int size, void *arg)
 {
     struct tdm_dom *d = arg;
-    uint32_t r = hypercall(uc, port, size, d);
+    uint32_t r;
     uint64_t resume;
+
+    /* While in here, no stop may come from outside: Unicorn would resume
+     * from a stale RIP. */
+    pthread_mutex_lock(&d->lock);
+    d->in_hook = true;
+    pthread_mutex_unlock(&d->lock);
+    r = hypercall(uc, port, size, d);
 
     /* Unicorn does not bring RIP up to date for an IN hook: the guest's
      * RCX names the resume point; park only where it is checkably one. */
@@ -525,6 +532,9 @@ static uint32_t hook_in(uc_engine *uc, uint32_t port, int size, void *arg)
         d->hc_parked = false;
         pthread_mutex_unlock(&d->lock);
     }
+    pthread_mutex_lock(&d->lock);
+    d->in_hook = false;
+    pthread_mutex_unlock(&d->lock);
     return r;
 }
 
@@ -580,7 +590,10 @@ static void kick(struct tdm_dom *d)
         log_warn("%s: wake", d->name);
 }
 
-#define SELF_STOP_GRACE_NS 2000000
+/* Long enough that a guest which is merely not scheduled (a busy host)
+ * reaches its next hypercall first; stopping from outside is the risky
+ * path (see hook_in). */
+#define SELF_STOP_GRACE_NS 20000000
 
 static int uvm_suspend(struct tdm_dom *d)
 {
@@ -593,9 +606,14 @@ static int uvm_suspend(struct tdm_dom *d)
         struct timespec ts;
         /* Past the grace period, stop it from here; uc_emu_stop is lost if
          * it lands before uc_emu_start has begun: repeat until parked. */
-        if (d->in_emu && tdm_now_ns() - t0 > SELF_STOP_GRACE_NS) {
+        if (d->in_emu && !d->in_hook &&
+            tdm_now_ns() - t0 > SELF_STOP_GRACE_NS) {
             uc_emu_stop(d->uc);
-            d->forced_stops++;
+            if (d->forced_stops++ % 1000 == 0)
+                log_notice("%s: the guest made no hypercall within %d ms: "
+                           "stopping it from outside (%llu times so far)",
+                           d->name, SELF_STOP_GRACE_NS / 1000000,
+                           (unsigned long long)d->forced_stops);
         }
         kick(d);
         clock_gettime(CLOCK_REALTIME, &ts);
