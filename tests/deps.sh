@@ -6,6 +6,11 @@ export DEBIAN_FRONTEND=noninteractive
 PKGS="build-essential autoconf automake pkg-config binutils
   libevent-dev libyajl-dev libunicorn-dev libxen-dev libcmocka-dev
   clang libclang-rt-14-dev iproute2 procps gawk"
+# --list: print the packages (for .ci/run), one line.
+if [ "${1:-}" = --list ]; then
+  echo $PKGS
+  exit 0
+fi
 if [ "$(id -u)" != 0 ]; then
   echo "tests/deps.sh: run as root (apt-get install)" >&2
   exit 1
