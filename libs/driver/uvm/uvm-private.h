@@ -13,11 +13,17 @@
 #include "uvm-abi.h"
 
 /* Inputs from outside the machine: the only sources of non-determinism.
- * Every one passes through uvm_input(), where a replay log can attach. */
+ * Every one is produced inside uvm_input() (uvm.c), which hands the bytes
+ * that enter the guest to the recorder, if one is attached, before they
+ * reach the guest. A replay log attaches there. An empty record means the
+ * call produced nothing (no frame waiting, getrandom failed). */
 enum uvm_input_kind {
-    UVM_INPUT_TIME = 1,
-    UVM_INPUT_RANDOM = 2,
-    UVM_INPUT_FRAME = 3,
+    UVM_INPUT_TIME = 1,         /* u64 LE guest nanoseconds, written to RAM */
+    UVM_INPUT_RANDOM = 2,       /* the random bytes, written to RAM */
+    UVM_INPUT_FRAME = 3,        /* the received frame, written to RAM */
+    UVM_INPUT_WAIT = 4,         /* u8: UVM_HC_WAIT's result (timing) */
+    UVM_INPUT_TX_STATUS = 5,    /* u32 LE: UVM_HC_NET_TX's result (queue
+                                   space depends on the backup's acks) */
 };
 typedef void (*uvm_input_recorder)(void *arg, enum uvm_input_kind kind,
                                    const void *data, size_t len);
@@ -26,21 +32,31 @@ typedef void (*uvm_input_recorder)(void *arg, enum uvm_input_kind kind,
  * format). The firmware is built general-registers-only, but the vector
  * state is kept so that any x86-64 guest code resumes exactly. */
 #define UVM_NGPR 16
+enum { UVM_SEG_CS, UVM_SEG_SS, UVM_SEG_DS, UVM_SEG_ES, UVM_SEG_FS,
+       UVM_SEG_GS, UVM_NSEG };
 struct uvm_cpu {
     uint64_t gpr[UVM_NGPR];     /* RAX RBX RCX RDX RSI RDI RBP RSP R8..R15 */
-    uint64_t rip, rflags, fs_base, gs_base;
-    uint64_t cr0, cr3, cr4;
+    uint64_t rip, rflags;
+    uint16_t seg[UVM_NSEG];     /* selectors, UVM_SEG_* order */
+    uint64_t fs_base, gs_base;
+    uint64_t cr0, cr3, cr4, efer;
     uint8_t xmm[16][16];
     uint32_t mxcsr;
 };
 
-/* Device-model state carried in every epoch. */
+/* Device-model state carried in every epoch. The NIC identity travels so
+ * that a backup configured with another MAC or IP refuses the epoch rather
+ * than bringing the guest up under a different address. */
 struct uvm_dev {
     uint64_t guest_time_ns;     /* guest clock at capture */
+    bool nic_present;
+    uint8_t mac[6];
+    uint8_t prefix;
+    uint32_t ip;                /* network order */
 };
 
 #define UVM_STATE_MAGIC 0x534d5655u     /* "UVMS" */
-#define UVM_STATE_VERSION 1
+#define UVM_STATE_VERSION 2
 size_t uvm_state_size(void);
 void uvm_state_encode(const struct uvm_cpu *cpu, const struct uvm_dev *dev,
                       uint8_t *out);
@@ -101,6 +117,7 @@ struct tdm_dom {
     int wake_fd;                /* eventfd: interrupts UVM_HC_WAIT */
     uint64_t forced_stops;      /* suspends that needed a stop from the
                                    engine thread (no hypercall in time) */
+    uint64_t suspend_last_ns, suspend_max_ns;   /* suspend latency */
 
     uint64_t time_base_ns;      /* guest time = now - time_base */
 

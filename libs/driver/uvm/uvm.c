@@ -169,14 +169,96 @@ static bool range_ok(struct tdm_dom *d, uint64_t gpa, uint64_t len)
     return gpa < d->ram_size && len <= d->ram_size - gpa;
 }
 
-/* The single entry point for values from outside the machine. */
-static void uvm_input(struct tdm_dom *d, enum uvm_input_kind kind,
-                      uint64_t gpa, const void *data, size_t len)
+/* Every byte the host puts into guest RAM goes through here, so that the
+ * next capture carries it. */
+static void guest_write(struct tdm_dom *d, uint64_t gpa, const void *p,
+                        size_t len)
 {
-    if (d->record)
-        d->record(d->record_arg, kind, data, len);
-    memcpy(d->ram + gpa, data, len);
+    memcpy(d->ram + gpa, p, len);
     mark_dirty(d, gpa, len);
+}
+
+static uint64_t guest_now(struct tdm_dom *d)
+{
+    return tdm_now_ns() - d->time_base_ns;
+}
+
+static int32_t hc_wait(struct tdm_dom *d, uint64_t timeout_us);
+static int net_tx(struct tdm_dom *d, const uint8_t *frame, size_t len);
+
+/*
+ * uvm_input: the one door through which the outside world reaches the
+ * guest. Time (UVM_HC_TIME), random bytes (UVM_HC_RANDOM) and received
+ * frames (UVM_HC_NET_RX) are produced here, and only here, then written
+ * into guest RAM at gpa (marked dirty). The results of UVM_HC_WAIT and
+ * UVM_HC_NET_TX depend on timing too (when a frame arrives, when the
+ * backup acks and frees queue space), so they pass through here as well,
+ * as the value the guest gets in EAX.
+ *
+ * The recorder (d->record, NULL by default) sees each value before the
+ * guest does: a replay log attaches there, and a replaying host would
+ * substitute the logged bytes at this same point. Everything else the
+ * guest observes is a function of its memory, its registers and its
+ * configuration, all of which an epoch carries.
+ *
+ * Called on the vCPU thread; gpa ranges are checked by the caller. arg is
+ * the byte count for RANDOM, the timeout for WAIT, the frame length for
+ * TX (whose bytes are at gpa). Returns the hypercall's result.
+ */
+static int32_t uvm_input(struct tdm_dom *d, enum uvm_input_kind kind,
+                         uint64_t gpa, uint64_t arg)
+{
+    uint8_t buf[2048];          /* > UVM_FRAME_MAX: an oversized frame shows */
+    size_t n = 0;
+    int32_t ret = 0;
+    ssize_t r;
+
+    switch (kind) {
+    case UVM_INPUT_TIME:
+        tdm_put_le64(buf, guest_now(d));
+        n = 8;
+        break;
+    case UVM_INPUT_RANDOM:
+        r = getrandom(buf, (size_t)arg, 0);
+        if (r == (ssize_t)arg)
+            n = (size_t)arg;
+        ret = n ? (int32_t)n : -UVM_EIO;
+        break;
+    case UVM_INPUT_FRAME:
+        if (d->nic.fd < 0)
+            break;
+        r = read(d->nic.fd, buf, sizeof(buf));
+        if (r <= 0)
+            break;
+        pthread_mutex_lock(&d->qlock);
+        if (r < (ssize_t)UVM_FRAME_MIN || r > (ssize_t)UVM_FRAME_MAX) {
+            d->stats.rx_dropped++;
+            r = 0;
+        } else {
+            d->stats.rx_frames++;
+        }
+        pthread_mutex_unlock(&d->qlock);
+        n = (size_t)r;
+        ret = (int32_t)n;
+        break;
+    case UVM_INPUT_WAIT:
+        ret = hc_wait(d, arg);
+        buf[0] = (uint8_t)ret;
+        if (d->record)
+            d->record(d->record_arg, kind, buf, 1);
+        return ret;
+    case UVM_INPUT_TX_STATUS:
+        ret = net_tx(d, d->ram + gpa, (size_t)arg);
+        tdm_put_le32(buf, (uint32_t)ret);
+        if (d->record)
+            d->record(d->record_arg, kind, buf, 4);
+        return ret;
+    }
+    if (d->record)
+        d->record(d->record_arg, kind, buf, n);
+    if (n)
+        guest_write(d, gpa, buf, n);
+    return ret;
 }
 
 void uvm_set_input_recorder(struct tdm_dom *d, uvm_input_recorder fn, void *arg)
@@ -347,7 +429,8 @@ static void guest_stop(struct tdm_dom *d, bool crashed, const char *why)
     }
     pthread_mutex_unlock(&d->lock);
     uc_emu_stop(d->uc);
-    event_active(d->stop_ev, EV_TIMEOUT, 0);
+    if (d->stop_ev)
+        event_active(d->stop_ev, EV_TIMEOUT, 0);
 }
 
 static void console_put(struct tdm_dom *d, const uint8_t *p, size_t n)
@@ -365,17 +448,12 @@ static void console_put(struct tdm_dom *d, const uint8_t *p, size_t n)
     }
 }
 
-static uint64_t guest_now(struct tdm_dom *d)
-{
-    return tdm_now_ns() - d->time_base_ns;
-}
-
 static int32_t hc_wait(struct tdm_dom *d, uint64_t timeout_us)
 {
     struct pollfd pfd[2];
     int n = 0, r, ms;
 
-    if (d->want_pause)
+    if (__atomic_load_n(&d->want_pause, __ATOMIC_ACQUIRE))
         return 0;
     pfd[n++] = (struct pollfd){.fd = d->wake_fd, .events = POLLIN};
     if (d->nic.fd >= 0)
@@ -394,7 +472,6 @@ static uint32_t hypercall(uc_engine *uc, uint32_t port, int size,
                           struct tdm_dom *d)
 {
     uint64_t a0 = 0, a1 = 0, a2 = 0;
-    uint8_t buf[UVM_FRAME_MAX];
     int32_t rc = -UVM_ENOSYS;
 
     uc_reg_read(uc, UC_X86_REG_RDI, &a0);
@@ -407,22 +484,18 @@ static uint32_t hypercall(uc_engine *uc, uint32_t port, int size,
             return (uint32_t)-UVM_EFAULT;
         console_put(d, d->ram + a0, a1);
         return (uint32_t)a1;
-    case UVM_HC_TIME: {
-        uint64_t t = guest_now(d);
+    case UVM_HC_TIME:
         if (!range_ok(d, a0, 8))
             return (uint32_t)-UVM_EFAULT;
-        uvm_input(d, UVM_INPUT_TIME, a0, &t, 8);
-        return 0;
-    }
+        return (uint32_t)uvm_input(d, UVM_INPUT_TIME, a0, 8);
     case UVM_HC_RANDOM:
         if (a1 > 256)
             return (uint32_t)-UVM_EINVAL;
         if (!range_ok(d, a0, a1))
             return (uint32_t)-UVM_EFAULT;
-        if (getrandom(buf, a1, 0) != (ssize_t)a1)
-            return (uint32_t)-UVM_EIO;
-        uvm_input(d, UVM_INPUT_RANDOM, a0, buf, a1);
-        return (uint32_t)a1;
+        if (!a1)
+            return 0;
+        return (uint32_t)uvm_input(d, UVM_INPUT_RANDOM, a0, a1);
     case UVM_HC_NET_INFO: {
         struct uvm_net_info ni;
         if (!range_ok(d, a0, sizeof(ni)))
@@ -435,8 +508,7 @@ static uint32_t hypercall(uc_engine *uc, uint32_t port, int size,
             ni.ip = d->nic.ip;
             ni.mtu = 1500;
         }
-        memcpy(d->ram + a0, &ni, sizeof(ni)); /* config, not an input */
-        mark_dirty(d, a0, sizeof(ni));
+        guest_write(d, a0, &ni, sizeof(ni)); /* config, not an input */
         return 0;
     }
     case UVM_HC_NET_TX:
@@ -444,31 +516,21 @@ static uint32_t hypercall(uc_engine *uc, uint32_t port, int size,
             return (uint32_t)-UVM_EINVAL;
         if (!range_ok(d, a0, a1))
             return (uint32_t)-UVM_EFAULT;
-        return (uint32_t)net_tx(d, d->ram + a0, a1);
-    case UVM_HC_NET_RX: {
-        ssize_t r;
+        return (uint32_t)uvm_input(d, UVM_INPUT_TX_STATUS, a0, a1);
+    case UVM_HC_NET_RX:
         if (a1 < UVM_FRAME_MAX)
             return (uint32_t)-UVM_EINVAL;
         if (!range_ok(d, a0, UVM_FRAME_MAX))
             return (uint32_t)-UVM_EFAULT;
-        if (d->nic.fd < 0)
-            return 0;
-        r = read(d->nic.fd, buf, sizeof(buf));
-        if (r <= 0)
-            return 0;
-        d->stats.rx_frames++;
-        uvm_input(d, UVM_INPUT_FRAME, a0, buf, (size_t)r);
-        return (uint32_t)r;
-    }
+        return (uint32_t)uvm_input(d, UVM_INPUT_FRAME, a0, 0);
     case UVM_HC_WAIT:
-        return (uint32_t)hc_wait(d, a0);
+        return (uint32_t)uvm_input(d, UVM_INPUT_WAIT, 0, a0);
     case UVM_HC_CONFIG: {
         size_t n = strlen(d->extra);
         if (a1 > n) {
             if (!range_ok(d, a0, n + 1))
                 return (uint32_t)-UVM_EFAULT;
-            memcpy(d->ram + a0, d->extra, n + 1);
-            mark_dirty(d, a0, n + 1);
+            guest_write(d, a0, d->extra, n + 1);
         }
         return (uint32_t)n;
     }
@@ -573,7 +635,8 @@ static void *vcpu_main(void *arg)
             d->stopped = true;
             d->crashed = true;
             tdm_strlcpy(d->why, why, sizeof(d->why));
-            event_active(d->stop_ev, EV_TIMEOUT, 0);
+            if (d->stop_ev)
+                event_active(d->stop_ev, EV_TIMEOUT, 0);
         }
     }
     d->parked = true;
@@ -597,8 +660,11 @@ static void kick(struct tdm_dom *d)
 
 static int uvm_suspend(struct tdm_dom *d)
 {
-    uint64_t t0 = tdm_now_ns();
+    uint64_t t0 = tdm_now_ns(), dt;
 
+    /* A replica that was never activated runs nothing: it is suspended. */
+    if (!d->thread_started)
+        return 0;
     pthread_mutex_lock(&d->lock);
     __atomic_store_n(&d->want_pause, true, __ATOMIC_RELEASE);
     kick(d);
@@ -625,6 +691,9 @@ static int uvm_suspend(struct tdm_dom *d)
         pthread_cond_timedwait(&d->cond, &d->lock, &ts);
     }
     pthread_mutex_unlock(&d->lock);
+    dt = tdm_now_ns() - t0;
+    d->suspend_last_ns = dt;
+    d->suspend_max_ns = TDM_MAX(d->suspend_max_ns, dt);
     return 0;
 }
 
@@ -639,6 +708,23 @@ static int uvm_resume(struct tdm_dom *d)
 
 /* ---- CPU state ---- */
 
+static const int seg_ids[UVM_NSEG] = {
+    UC_X86_REG_CS, UC_X86_REG_SS, UC_X86_REG_DS,
+    UC_X86_REG_ES, UC_X86_REG_FS, UC_X86_REG_GS,
+};
+
+#define MSR_EFER 0xc0000080u
+
+static int efer_read(uc_engine *uc, uint64_t *v)
+{
+    uc_x86_msr m = {.rid = MSR_EFER};
+
+    if (uc_reg_read(uc, UC_X86_REG_MSR, &m) != UC_ERR_OK)
+        return -1;
+    *v = m.value;
+    return 0;
+}
+
 static int cpu_read(struct tdm_dom *d, struct uvm_cpu *c)
 {
     int rc = 0;
@@ -648,11 +734,17 @@ static int cpu_read(struct tdm_dom *d, struct uvm_cpu *c)
         rc |= uc_reg_read(d->uc, gpr_ids[i], &c->gpr[i]);
     rc |= uc_reg_read(d->uc, UC_X86_REG_RIP, &c->rip);
     rc |= uc_reg_read(d->uc, UC_X86_REG_RFLAGS, &c->rflags);
+    for (int i = 0; i < UVM_NSEG; i++) {
+        uint64_t v = 0;
+        rc |= uc_reg_read(d->uc, seg_ids[i], &v);
+        c->seg[i] = (uint16_t)v;
+    }
     rc |= uc_reg_read(d->uc, UC_X86_REG_FS_BASE, &c->fs_base);
     rc |= uc_reg_read(d->uc, UC_X86_REG_GS_BASE, &c->gs_base);
     rc |= uc_reg_read(d->uc, UC_X86_REG_CR0, &c->cr0);
     rc |= uc_reg_read(d->uc, UC_X86_REG_CR3, &c->cr3);
     rc |= uc_reg_read(d->uc, UC_X86_REG_CR4, &c->cr4);
+    rc |= efer_read(d->uc, &c->efer) ? 1 : 0;
     for (int i = 0; i < 16; i++)
         rc |= uc_reg_read(d->uc, UC_X86_REG_XMM0 + i, c->xmm[i]);
     rc |= uc_reg_read(d->uc, UC_X86_REG_MXCSR, &c->mxcsr);
@@ -668,19 +760,30 @@ static int cpu_read(struct tdm_dom *d, struct uvm_cpu *c)
     return 0;
 }
 
+/* Onto a fresh machine (activate). Control registers, EFER and selectors
+ * are written only where the guest changed them from the reset values:
+ * rewriting the mode-defining ones for nothing is not free of side effects
+ * in the emulator, and a normal flat guest never changes them. */
 static int cpu_write(struct tdm_dom *d, const struct uvm_cpu *c)
 {
-    uint64_t cr0, cr3, cr4;
+    uint64_t cur;
     int rc = 0;
 
-    /* The machine is flat 64-bit with fixed control registers: a state
-     * that says otherwise did not come from a uvm machine. */
-    uc_reg_read(d->uc, UC_X86_REG_CR0, &cr0);
-    uc_reg_read(d->uc, UC_X86_REG_CR3, &cr3);
-    uc_reg_read(d->uc, UC_X86_REG_CR4, &cr4);
-    if (cr0 != c->cr0 || cr3 != c->cr3 || cr4 != c->cr4) {
-        log_warnx("%s: control registers differ from this machine's", d->name);
-        return -1;
+    if (efer_read(d->uc, &cur) == 0 && cur != c->efer) {
+        uc_x86_msr m = {.rid = MSR_EFER, .value = c->efer};
+        rc |= uc_reg_write(d->uc, UC_X86_REG_MSR, &m);
+    }
+    if (uc_reg_read(d->uc, UC_X86_REG_CR4, &cur) == UC_ERR_OK && cur != c->cr4)
+        rc |= uc_reg_write(d->uc, UC_X86_REG_CR4, &c->cr4);
+    if (uc_reg_read(d->uc, UC_X86_REG_CR3, &cur) == UC_ERR_OK && cur != c->cr3)
+        rc |= uc_reg_write(d->uc, UC_X86_REG_CR3, &c->cr3);
+    if (uc_reg_read(d->uc, UC_X86_REG_CR0, &cur) == UC_ERR_OK && cur != c->cr0)
+        rc |= uc_reg_write(d->uc, UC_X86_REG_CR0, &c->cr0);
+    for (int i = 0; i < UVM_NSEG; i++) {
+        uint64_t v = c->seg[i];
+        if (uc_reg_read(d->uc, seg_ids[i], &cur) == UC_ERR_OK &&
+            (uint16_t)cur != c->seg[i])
+            rc |= uc_reg_write(d->uc, seg_ids[i], &v);
     }
     for (int i = 0; i < UVM_NGPR; i++)
         rc |= uc_reg_write(d->uc, gpr_ids[i], &c->gpr[i]);
@@ -691,79 +794,167 @@ static int cpu_write(struct tdm_dom *d, const struct uvm_cpu *c)
     for (int i = 0; i < 16; i++)
         rc |= uc_reg_write(d->uc, UC_X86_REG_XMM0 + i, c->xmm[i]);
     rc |= uc_reg_write(d->uc, UC_X86_REG_MXCSR, &c->mxcsr);
-    if (rc)
+    if (rc) {
         log_warnx("%s: cannot write the registers", d->name);
-    return rc ? -1 : 0;
+        return -1;
+    }
+    return 0;
 }
 
-/* Layout (little-endian): u32 magic, u16 version, u16 reserved, u32 size,
- * u32 reserved, 16 GPRs, rip, rflags, fs_base, gs_base, cr0, cr3, cr4
- * (u64 each), xmm0..15 (16 bytes each), u32 mxcsr, u32 reserved,
- * u64 guest_time_ns. */
-#define STATE_HDR 16
+/*
+ * The state blob, version 2. Little-endian, fixed layout, 516 bytes:
+ *
+ *   0  u32 magic "UVMS"    4 u16 version    6 u16 reserved (0)
+ *   8  u32 total length   12 u32 reserved (0)
+ *  16  u64 RAX RBX RCX RDX RSI RDI RBP RSP R8..R15       (16 x 8)
+ * 144  u64 RIP, RFLAGS
+ * 160  u16 CS SS DS ES FS GS, u32 reserved (0)
+ * 176  u64 FS_BASE, GS_BASE, CR0, CR3, CR4, EFER
+ * 224  XMM0..XMM15 (16 bytes each, as Unicorn stores them)
+ * 480  u32 MXCSR, u32 reserved (0)
+ * 488  u64 guest time (ns)
+ * 496  u8 NIC present, u8 prefix, u8 MAC[6], u32 IPv4 (network order),
+ *      u32 reserved (0)
+ * 512  u32 CRC32C of bytes 0..511
+ *
+ * The CRC catches what the transport's own checksums cannot: a blob that
+ * was damaged before it was sent, or a bug that writes past a field. Any
+ * layout change bumps the version: there is no partial compatibility.
+ */
+#define STATE_SIZE 516u
+
 size_t uvm_state_size(void)
 {
-    return STATE_HDR + (UVM_NGPR + 7) * 8 + 16 * 16 + 8 + 8;
+    return STATE_SIZE;
 }
 
-void uvm_state_encode(const struct uvm_cpu *c, const struct uvm_dev *dev,
+struct cursor {
+    uint8_t *p;
+    const uint8_t *q;
+};
+
+static void put16(struct cursor *c, uint16_t v) { tdm_put_le16(c->p, v); c->p += 2; }
+static void put32(struct cursor *c, uint32_t v) { tdm_put_le32(c->p, v); c->p += 4; }
+static void put64(struct cursor *c, uint64_t v) { tdm_put_le64(c->p, v); c->p += 8; }
+static void putb(struct cursor *c, const void *b, size_t n)
+{
+    memcpy(c->p, b, n);
+    c->p += n;
+}
+static uint16_t get16(struct cursor *c) { uint16_t v = tdm_get_le16(c->q); c->q += 2; return v; }
+static uint32_t get32(struct cursor *c) { uint32_t v = tdm_get_le32(c->q); c->q += 4; return v; }
+static uint64_t get64(struct cursor *c) { uint64_t v = tdm_get_le64(c->q); c->q += 8; return v; }
+static void getb(struct cursor *c, void *b, size_t n)
+{
+    memcpy(b, c->q, n);
+    c->q += n;
+}
+
+void uvm_state_encode(const struct uvm_cpu *cpu, const struct uvm_dev *dev,
                       uint8_t *out)
 {
-    uint8_t *p = out;
+    struct cursor c = {.p = out};
 
-    memset(out, 0, uvm_state_size());
-    tdm_put_le32(p, UVM_STATE_MAGIC);
-    tdm_put_le16(p + 4, UVM_STATE_VERSION);
-    tdm_put_le32(p + 8, (uint32_t)uvm_state_size());
-    p += STATE_HDR;
-    for (int i = 0; i < UVM_NGPR; i++, p += 8)
-        tdm_put_le64(p, c->gpr[i]);
-    const uint64_t more[7] = {c->rip, c->rflags, c->fs_base, c->gs_base,
-                              c->cr0, c->cr3, c->cr4};
-    for (int i = 0; i < 7; i++, p += 8)
-        tdm_put_le64(p, more[i]);
-    memcpy(p, c->xmm, sizeof(c->xmm));
-    p += sizeof(c->xmm);
-    tdm_put_le32(p, c->mxcsr);
-    p += 8;
-    tdm_put_le64(p, dev->guest_time_ns);
+    put32(&c, UVM_STATE_MAGIC);
+    put16(&c, UVM_STATE_VERSION);
+    put16(&c, 0);
+    put32(&c, STATE_SIZE);
+    put32(&c, 0);
+    for (int i = 0; i < UVM_NGPR; i++)
+        put64(&c, cpu->gpr[i]);
+    put64(&c, cpu->rip);
+    put64(&c, cpu->rflags);
+    for (int i = 0; i < UVM_NSEG; i++)
+        put16(&c, cpu->seg[i]);
+    put32(&c, 0);
+    put64(&c, cpu->fs_base);
+    put64(&c, cpu->gs_base);
+    put64(&c, cpu->cr0);
+    put64(&c, cpu->cr3);
+    put64(&c, cpu->cr4);
+    put64(&c, cpu->efer);
+    putb(&c, cpu->xmm, sizeof(cpu->xmm));
+    put32(&c, cpu->mxcsr);
+    put32(&c, 0);
+    put64(&c, dev->guest_time_ns);
+    *c.p++ = dev->nic_present ? 1 : 0;
+    *c.p++ = dev->prefix;
+    putb(&c, dev->mac, 6);
+    putb(&c, &dev->ip, 4);      /* already in network order */
+    put32(&c, 0);
+    put32(&c, tdm_crc32c(0, out, (size_t)(c.p - out)));
 }
 
-int uvm_state_decode(const uint8_t *p, size_t len, struct uvm_cpu *c,
+/* RFLAGS bits that are reserved (must be 0) on x86-64; bit 1 must be 1. */
+#define RFLAGS_RESERVED (~(uint64_t)0x3f7fd7)
+
+int uvm_state_decode(const uint8_t *p, size_t len, struct uvm_cpu *cpu,
                      struct uvm_dev *dev, char *err, size_t errlen)
 {
-    uint64_t more[7];
+    struct cursor c = {.q = p};
+    struct uvm_cpu cc;
+    struct uvm_dev dd;
+    uint32_t reserved = 0;
 
-    if (len != uvm_state_size())
-        return tdm_errf(err, errlen, "uvm state of %zu bytes, %zu expected",
-                        len, uvm_state_size());
+    if (len < 8)
+        return tdm_errf(err, errlen, "uvm state of %zu bytes: truncated", len);
     if (tdm_get_le32(p) != UVM_STATE_MAGIC)
         return tdm_errf(err, errlen, "uvm state: bad magic");
     if (tdm_get_le16(p + 4) != UVM_STATE_VERSION)
-        return tdm_errf(err, errlen, "uvm state version %u, this side %u",
-                        tdm_get_le16(p + 4), UVM_STATE_VERSION);
-    if (tdm_get_le16(p + 6) || tdm_get_le32(p + 12) ||
-        tdm_get_le32(p + 8) != len)
-        return tdm_errf(err, errlen, "uvm state: bad header");
-    p += STATE_HDR;
-    for (int i = 0; i < UVM_NGPR; i++, p += 8)
-        c->gpr[i] = tdm_get_le64(p);
-    for (int i = 0; i < 7; i++, p += 8)
-        more[i] = tdm_get_le64(p);
-    c->rip = more[0];
-    c->rflags = more[1];
-    c->fs_base = more[2];
-    c->gs_base = more[3];
-    c->cr0 = more[4];
-    c->cr3 = more[5];
-    c->cr4 = more[6];
-    memcpy(c->xmm, p, sizeof(c->xmm));
-    p += sizeof(c->xmm);
-    c->mxcsr = tdm_get_le32(p);
-    if (tdm_get_le32(p + 4))
-        return tdm_errf(err, errlen, "uvm state: bad padding");
-    p += 8;
-    dev->guest_time_ns = tdm_get_le64(p);
+        return tdm_errf(err, errlen, "uvm state version %u, this side reads "
+                        "version %u", tdm_get_le16(p + 4), UVM_STATE_VERSION);
+    if (len != STATE_SIZE || tdm_get_le32(p + 8) != STATE_SIZE)
+        return tdm_errf(err, errlen, "uvm state of %zu bytes (header says "
+                        "%u), %u expected", len,
+                        len >= 12 ? tdm_get_le32(p + 8) : 0, STATE_SIZE);
+    if (tdm_get_le32(p + STATE_SIZE - 4) != tdm_crc32c(0, p, STATE_SIZE - 4))
+        return tdm_errf(err, errlen, "uvm state: bad checksum");
+
+    /* Decode into locals: the caller's structs change only on success. */
+    memset(&cc, 0, sizeof(cc));
+    memset(&dd, 0, sizeof(dd));
+    c.q += 6;
+    reserved |= get16(&c);
+    (void)get32(&c);
+    reserved |= get32(&c);
+    for (int i = 0; i < UVM_NGPR; i++)
+        cc.gpr[i] = get64(&c);
+    cc.rip = get64(&c);
+    cc.rflags = get64(&c);
+    for (int i = 0; i < UVM_NSEG; i++)
+        cc.seg[i] = get16(&c);
+    reserved |= get32(&c);
+    cc.fs_base = get64(&c);
+    cc.gs_base = get64(&c);
+    cc.cr0 = get64(&c);
+    cc.cr3 = get64(&c);
+    cc.cr4 = get64(&c);
+    cc.efer = get64(&c);
+    getb(&c, cc.xmm, sizeof(cc.xmm));
+    cc.mxcsr = get32(&c);
+    reserved |= get32(&c);
+    dd.guest_time_ns = get64(&c);
+    if (*c.q > 1)
+        return tdm_errf(err, errlen, "uvm state: bad NIC flag %u", *c.q);
+    dd.nic_present = *c.q++ == 1;
+    dd.prefix = *c.q++;
+    getb(&c, dd.mac, 6);
+    getb(&c, &dd.ip, 4);
+    reserved |= get32(&c);
+
+    if (reserved)
+        return tdm_errf(err, errlen, "uvm state: reserved fields not zero");
+    if ((cc.rflags & RFLAGS_RESERVED) || !(cc.rflags & 2))
+        return tdm_errf(err, errlen, "uvm state: RFLAGS 0x%llx is not valid",
+                        (unsigned long long)cc.rflags);
+    if (cc.mxcsr >> 16)
+        return tdm_errf(err, errlen, "uvm state: MXCSR 0x%x is not valid",
+                        cc.mxcsr);
+    if (dd.prefix > 32 || (dd.nic_present && !dd.prefix))
+        return tdm_errf(err, errlen, "uvm state: bad NIC prefix %u",
+                        dd.prefix);
+    *cpu = cc;
+    *dev = dd;
     return 0;
 }
 
@@ -805,7 +996,10 @@ static struct tdm_dom *dom_alloc(const struct uvm_conf *c,
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->cond, NULL);
     pthread_mutex_init(&d->qlock, NULL);
-    d->stop_ev = event_new(base, -1, 0, stop_cb, d);
+    /* Hops a guest stop from the vCPU thread to the engine's loop (the
+     * owner called evthread_use_pthreads()). No base: nobody to tell. */
+    if (base)
+        d->stop_ev = event_new(base, -1, 0, stop_cb, d);
     return d;
 }
 
@@ -1002,13 +1196,33 @@ static int uvm_log_dirty(struct tdm_dom *d, bool enable)
     return 0;
 }
 
+/* The device identity of this side's configuration, as an epoch carries it. */
+static void dev_identity(const struct tdm_dom *d, struct uvm_dev *dev)
+{
+    dev->nic_present = d->nic.present;
+    memcpy(dev->mac, d->nic.mac, 6);
+    dev->prefix = d->nic.prefix;
+    dev->ip = d->nic.ip;
+}
+
+/* The pause's floor: one memcpy per dirty page, found a 64-bit word of
+ * the bitmap at a time. No syscalls, no allocation. */
 static int uvm_capture(struct tdm_dom *d, struct tdm_staging *st)
 {
     struct uvm_cpu cpu;
     struct uvm_dev dev;
-    uint8_t state[512];
+    uint8_t state[STATE_SIZE];
     size_t words = tdm_bitmap_words(d->npages);
+    bool parked;
 
+    pthread_mutex_lock(&d->lock);
+    parked = d->parked && d->want_pause;
+    pthread_mutex_unlock(&d->lock);
+    if (!d->uc || !d->thread_started || !parked) {
+        log_warnx("%s: capture of a domain that is not running and "
+                  "suspended", d->name);
+        return -1;
+    }
     if (d->log_all) {
         for (size_t p = 0; p < d->npages; p++) {
             uint8_t *slot = tdm_staging_add_page(st, p);
@@ -1034,22 +1248,48 @@ static int uvm_capture(struct tdm_dom *d, struct tdm_staging *st)
     memset(d->dirty, 0, words * sizeof(uint64_t));
     if (cpu_read(d, &cpu) < 0)
         return -1;
+    memset(&dev, 0, sizeof(dev));
     dev.guest_time_ns = guest_now(d);
+    dev_identity(d, &dev);
     uvm_state_encode(&cpu, &dev, state);
-    return tdm_staging_set_state(st, state, uvm_state_size());
+    return tdm_staging_set_state(st, state, sizeof(state));
 }
 
 static int uvm_apply(struct tdm_dom *d, const struct tdm_staging *st)
 {
     struct uvm_cpu cpu;
-    struct uvm_dev dev;
+    struct uvm_dev dev, mine;
     char err[256];
 
-    /* Check everything before touching the replica. */
+    if (!d->replica) {
+        log_warnx("%s: epoch %llu: not a stopped replica", d->name,
+                  (unsigned long long)st->epoch);
+        return -1;
+    }
+    /* Check everything before touching the replica: a torn or foreign
+     * epoch must leave the last good one whole. */
     if (uvm_state_decode(st->state, st->state_len, &cpu, &dev, err,
                          sizeof(err)) < 0) {
         log_warnx("%s: epoch %llu: %s", d->name,
                   (unsigned long long)st->epoch, err);
+        return -1;
+    }
+    if (cpu.rip >= d->ram_size) {
+        log_warnx("%s: epoch %llu: rip 0x%llx is outside RAM", d->name,
+                  (unsigned long long)st->epoch, (unsigned long long)cpu.rip);
+        return -1;
+    }
+    dev_identity(d, &mine);
+    if (dev.nic_present != mine.nic_present || dev.prefix != mine.prefix ||
+        dev.ip != mine.ip || memcmp(dev.mac, mine.mac, 6)) {
+        log_warnx("%s: epoch %llu: the primary's vif differs from this "
+                  "side's configuration", d->name,
+                  (unsigned long long)st->epoch);
+        return -1;
+    }
+    if (st->npages > d->npages) {
+        log_warnx("%s: epoch %llu: %zu pages, the domain has %zu", d->name,
+                  (unsigned long long)st->epoch, st->npages, d->npages);
         return -1;
     }
     for (size_t i = 0; i < st->npages; i++) {
@@ -1069,26 +1309,52 @@ static int uvm_apply(struct tdm_dom *d, const struct tdm_staging *st)
     return 0;
 }
 
+/* Undo machine_setup and tap_open: a failed activation leaves the replica
+ * as it was, with its last applied epoch, so that it can be retried. */
+static void machine_teardown(struct tdm_dom *d)
+{
+    if (d->uc)
+        uc_close(d->uc);
+    d->uc = NULL;
+    if (d->wake_fd >= 0)
+        close(d->wake_fd);
+    d->wake_fd = -1;
+    if (d->nic.fd >= 0)
+        close(d->nic.fd);
+    d->nic.fd = -1;
+}
+
 static int uvm_activate(struct tdm_dom *d)
 {
+    int rc = -1;
+
+    if (!d->replica) {
+        log_warnx("%s: already active", d->name);
+        return -1;
+    }
     if (!d->have_state) {
         log_warnx("%s: no epoch applied: nothing to activate", d->name);
         return -1;
     }
     if (machine_setup(d) < 0 || cpu_write(d, &d->cpu) < 0)
-        return -1;
+        goto out;
     if (d->nic.present && tap_open(&d->nic, d->name) < 0)
-        return -1;
+        goto out;
     /* The guest clock continues from the checkpoint: it never goes back. */
     d->time_base_ns = tdm_now_ns() - d->dev.guest_time_ns;
-    d->replica = false;
     if (start_vcpu(d) < 0)
-        return -1;
+        goto out;
+    d->replica = false;
+    /* Tell the bridge and the clients where the guest's MAC lives now. */
     if (d->nic.present)
         send_garp(d);
     log_info("%s: activated at rip 0x%llx", d->name,
              (unsigned long long)d->cpu.rip);
-    return 0;
+    rc = 0;
+out:
+    if (rc < 0)
+        machine_teardown(d);
+    return rc;
 }
 
 static void uvm_output_buffer(struct tdm_dom *d, bool on, uint64_t epoch)
