@@ -285,6 +285,8 @@ void ctl_gen_domain(yajl_gen g, struct tdm_engine *eng, bool full)
         tdm_ctl_gen_kv_u64(g, "discarded_frames", in.out.discarded_frames);
         tdm_ctl_gen_kv_u64(g, "backpressure", in.out.backpressure);
         tdm_ctl_gen_kv_u64(g, "rx_frames", in.out.rx_frames);
+        tdm_ctl_gen_kv_u64(g, "dropped_frames", in.out.dropped_frames);
+        tdm_ctl_gen_kv_str(g, "mechanism", in.out.mechanism);
         yajl_gen_map_close(g);
         gen_stat(g, "pause_ns", &m->pause_ns);
         gen_stat(g, "capture_ns", &m->capture_ns);

@@ -71,10 +71,12 @@ static void h_domain(yajl_val d)
     h_stat(d, "ack_ns", "ack after", 1000.0, "us");
     h_stat(d, "apply_ns", "apply", 1000.0, "us");
     if (o)
-        printf("  output         %lld held (%lld bytes), %lld released, "
-               "%lld pushed back\n", num(o, "held_frames"),
+        printf("  output (%s) %lld held (%lld bytes), %lld released, "
+               "%lld discarded, %lld pushed back, %lld dropped (queue full)\n",
+               str(o, "mechanism"), num(o, "held_frames"),
                num(o, "held_bytes"), num(o, "released_frames"),
-               num(o, "backpressure"));
+               num(o, "discarded_frames"), num(o, "backpressure"),
+               num(o, "dropped_frames"));
     if (num(d, "rejected_frames") || num(d, "torn_epochs"))
         printf("  rejected       %lld frames, %lld torn epochs dropped\n",
                num(d, "rejected_frames"), num(d, "torn_epochs"));

@@ -32,6 +32,8 @@ struct tdm_output_stats {
     uint64_t backpressure;      /* guest transmits refused: queue full */
     uint64_t rx_frames;
     uint64_t rx_dropped;
+    uint64_t dropped_frames;    /* kernel buffers: dropped with a full queue */
+    char mechanism[16];         /* devmodel, nfqueue or plug */
 };
 
 /* Asynchronous notifications from a driver to its owner (the engine). Called
@@ -91,6 +93,11 @@ struct tdm_driver_ops {
     /* Write out everything that belongs to epochs <= epoch. */
     void (*output_release)(struct tdm_dom *dom, uint64_t epoch);
     void (*output_stats)(struct tdm_dom *dom, struct tdm_output_stats *s);
+
+    /* The host-side network interfaces of the domain, whose output kernel
+     * buffers (libs/netbuf) hold: up to max names of 16 bytes. Returns the
+     * count or -1. Optional (NULL: the driver cannot name them). */
+    int (*net_ifaces)(struct tdm_dom *dom, char (*names)[16], int max);
 
     bool (*running)(struct tdm_dom *dom);
     /* Stop and free everything (the guest too). Idempotent on NULL. */

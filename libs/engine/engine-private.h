@@ -67,6 +67,25 @@ int tdm__fence_take(const char *fence_dir, const char *name, uint64_t expect,
 /* Record generation 'gen' for 'name' if the lease holds nothing newer. */
 int tdm__fence_init(const char *fence_dir, const char *name, uint64_t gen);
 
+/* ---- output commit (output.c) ---- */
+#define TDM_NETBUF_MAX_IF 8
+struct tdm_engine;
+struct tdm_netbuf;
+/* The domain configuration's "netbuf" key -> *kind_r (see output.c). */
+int tdm__output_parse(const struct tdm_driver_ops *drv, struct tdm_cfg *cfg,
+                      int *kind_r, char *err, size_t errlen);
+/* Start (on) or stop holding output; -1 if kernel buffers cannot be set up
+ * (protection must then be refused). */
+int tdm__output_buffer(struct tdm_engine *eng, bool on, uint64_t epoch);
+void tdm__output_cut(struct tdm_engine *eng, uint64_t epoch);
+void tdm__output_release(struct tdm_engine *eng, uint64_t epoch);
+void tdm__output_stats(struct tdm_engine *eng, struct tdm_output_stats *s);
+/* Remove kernel buffer state a crashed earlier run left on the domain's
+ * interfaces (a stale NFQUEUE rule would black-hole its traffic). */
+void tdm__output_cleanup(struct tdm_engine *eng);
+/* Close kernel buffers, releasing (discard=false) or dropping what they hold. */
+void tdm__output_close(struct tdm_engine *eng, bool discard);
+
 /* ---- engine ---- */
 #define TDM_ACK_RING 64
 
@@ -115,6 +134,13 @@ struct tdm_engine {
                                    means the primary is gone */
 
     struct tdm_engine_metrics m;
+
+    /* output commit (output.c): 0 = the driver's device model, -1 = auto
+     * (not yet probed), else a tdm_netbuf_kind */
+    int netbuf_kind;
+    struct tdm_netbuf *netbufs[TDM_NETBUF_MAX_IF];
+    int n_netbufs;
+    bool netbufs_open;
 };
 
 struct tdm_host {

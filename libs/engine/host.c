@@ -102,6 +102,8 @@ void tdm__engine_free(struct tdm_engine *eng)
         event_free(eng->retry);
     if (eng->stopped_ev)
         event_free(eng->stopped_ev);
+    /* The domain goes: what it sent in unacknowledged epochs never leaves. */
+    tdm__output_close(eng, true);
     if (eng->dom)
         eng->drv->destroy(eng->dom);
     tdm_staging_dispose(&eng->st);
@@ -136,8 +138,7 @@ void tdm_engine_info(struct tdm_engine *eng, struct tdm_engine_info *info)
     info->peer = eng->peer_str;
     info->params = eng->params;
     info->npages = eng->dom ? eng->drv->npages(eng->dom) : 0;
-    if (eng->dom)
-        eng->drv->output_stats(eng->dom, &info->out);
+    tdm__output_stats(eng, &info->out);
     info->m = &eng->m;
 }
 
@@ -168,7 +169,7 @@ int tdm_host_create(struct tdm_host *host, const char *cfg_text, size_t len,
     struct tdm_engine *eng = NULL;
     const char *name, *dname;
     char perr[256];
-    int rc = -1;
+    int rc = -1, netbuf_kind = 0;
 
     tdm_cfg_init(&cfg);
     if (tdm_cfg_parse(&cfg, cfg_text, len, perr, sizeof(perr)) < 0) {
@@ -195,11 +196,13 @@ int tdm_host_create(struct tdm_host *host, const char *cfg_text, size_t len,
              dname, tdm_driver_names());
         goto out;
     }
-    if (drv->validate(&cfg, perr, sizeof(perr)) < 0) {
+    if (tdm__output_parse(drv, &cfg, &netbuf_kind, perr, sizeof(perr)) < 0 ||
+        drv->validate(&cfg, perr, sizeof(perr)) < 0) {
         tdm_errf(err, errlen, "domain configuration: %s", perr);
         goto out;
     }
     eng = tdm__engine_new(host, &cfg, drv, TDM_ROLE_PRIMARY);
+    eng->netbuf_kind = netbuf_kind;
     tdm_strlcpy(eng->name, tdm_cfg_get(&eng->cfg, "name"), sizeof(eng->name));
     if (getrandom(eng->uuid, sizeof(eng->uuid), 0) != sizeof(eng->uuid)) {
         tdm_errf(err, errlen, "getrandom: %s", strerror(errno));
@@ -217,6 +220,7 @@ int tdm_host_create(struct tdm_host *host, const char *cfg_text, size_t len,
              eng->name, host->cfg.fence_path);
         goto out;
     }
+    tdm__output_cleanup(eng);
     log_info("%s: created (driver %s, %llu pages), unprotected", eng->name,
              drv->name, (unsigned long long)drv->npages(eng->dom));
     tdm__engine_changed(eng);
@@ -243,7 +247,7 @@ int tdm__host_create_replica(struct tdm_host *host, const struct tdm_hello *h,
     struct tdm_engine *eng = NULL;
     const char *name;
     char perr[256];
-    int rc = -1;
+    int rc = -1, netbuf_kind = 0;
 
     tdm_cfg_init(&cfg);
     drv = tdm_driver_find(h->driver);
@@ -253,6 +257,7 @@ int tdm__host_create_replica(struct tdm_host *host, const struct tdm_hello *h,
     }
     if (tdm_cfg_parse(&cfg, (const char *)h->config, h->config_len, perr,
                       sizeof(perr)) < 0 ||
+        tdm__output_parse(drv, &cfg, &netbuf_kind, perr, sizeof(perr)) < 0 ||
         drv->validate(&cfg, perr, sizeof(perr)) < 0) {
         tdm_errf(err, errlen, "domain configuration: %s", perr);
         goto out;
@@ -264,6 +269,7 @@ int tdm__host_create_replica(struct tdm_host *host, const struct tdm_hello *h,
         goto out;
     }
     eng = tdm__engine_new(host, &cfg, drv, TDM_ROLE_BACKUP);
+    eng->netbuf_kind = netbuf_kind;
     tdm_strlcpy(eng->name, h->name, sizeof(eng->name));
     memcpy(eng->uuid, h->uuid, sizeof(eng->uuid));
     eng->generation = h->generation;
@@ -274,6 +280,7 @@ int tdm__host_create_replica(struct tdm_host *host, const struct tdm_hello *h,
              drv->name);
         goto out;
     }
+    tdm__output_cleanup(eng);
     if (drv->npages(eng->dom) != h->npages) {
         tdm_errf(err, errlen, "replica has %llu pages, the primary %llu",
              (unsigned long long)drv->npages(eng->dom),

@@ -132,7 +132,7 @@ static int do_epoch(struct tdm_engine *eng, bool final)
     }
     t2 = tdm_now_ns();
     /* Outputs made from here on come from state after this checkpoint. */
-    eng->drv->output_cut(eng->dom, next + 1);
+    tdm__output_cut(eng, next + 1);
     rc = 0;
 out_resume:
     if (!final || rc < 0) {
@@ -272,6 +272,7 @@ static void primary_lost(struct tdm_engine *eng, const char *why)
         log_warnx("%s: the fence says another host owns the domain "
                   "(generation %llu): stopping this copy", eng->name,
                   (unsigned long long)gen);
+        tdm__output_close(eng, true);
         eng->drv->destroy(eng->dom);
         eng->dom = NULL;
         tdm__engine_set_state(eng, TDM_ST_STOPPED);
@@ -279,7 +280,7 @@ static void primary_lost(struct tdm_engine *eng, const char *why)
     }
     eng->generation = gen;
     eng->drv->log_dirty(eng->dom, false);
-    eng->drv->output_buffer(eng->dom, false, 0);
+    tdm__output_buffer(eng, false, 0);
     tdm__engine_set_state(eng, TDM_ST_CONNECTING);
     log_notice("%s: running unprotected; reconnecting to %s every %d ms",
                eng->name, eng->peer_str, RETRY_MS);
@@ -301,7 +302,7 @@ static void on_ack(struct tdm_engine *eng, uint64_t n)
     if (eng->epoch - n < TDM_ACK_RING)
         tdm_stat_add(&eng->m.ack_ns,
                      tdm_now_ns() - eng->resume_ns[n % TDM_ACK_RING]);
-    eng->drv->output_release(eng->dom, n);
+    tdm__output_release(eng, n);
     if (eng->state == TDM_ST_SYNCING) {
         log_info("%s: protected by %s (first epoch acked)", eng->name,
                  eng->peer_str);
@@ -360,7 +361,17 @@ static void primary_frame(struct tdm__peer *p, const struct tdm_frame *f,
         }
         /* A new backup (or a reconnect) gets every page again. */
         eng->acked = eng->epoch;
-        eng->drv->output_buffer(eng->dom, true, eng->epoch + 1);
+        if (tdm__output_buffer(eng, true, eng->epoch + 1) < 0) {
+            /* Protection without output commit would promise clients
+             * what a failover could take back: refuse it. */
+            log_warnx("%s: cannot hold the domain's output: protection "
+                      "refused", eng->name);
+            tdm__peer_close(eng->peer);
+            eng->peer = NULL;
+            tdm__engine_set_state(eng, TDM_ST_UNPROTECTED);
+            eng->peer_str[0] = '\0';
+            return;
+        }
         eng->drv->log_dirty(eng->dom, true);
         tdm__engine_set_state(eng, TDM_ST_SYNCING);
         timer_add_ms(eng->hb, eng->params.heartbeat_ms);
@@ -382,7 +393,7 @@ static void primary_frame(struct tdm__peer *p, const struct tdm_frame *f,
             /* A refusal is final until an administrator acts. */
             tdm__peer_close(eng->peer);
             eng->peer = NULL;
-            eng->drv->output_buffer(eng->dom, false, 0);
+            tdm__output_buffer(eng, false, 0);
             tdm__engine_set_state(eng, TDM_ST_UNPROTECTED);
             eng->peer_str[0] = '\0';
         } else {
@@ -450,7 +461,7 @@ void tdm__primary_unprotect(struct tdm_engine *eng, bool tell_peer)
     eng->handing_over = eng->final_suspended = false;
     if (eng->dom) {
         eng->drv->log_dirty(eng->dom, false);
-        eng->drv->output_buffer(eng->dom, false, 0);
+        tdm__output_buffer(eng, false, 0);
     }
     eng->peer_str[0] = '\0';
     log_info("%s: protection stopped", eng->name);

@@ -159,10 +159,12 @@ out:
     return ok;
 }
 
-static void ifb_name(int ifindex, char *buf, size_t n)
+/* Named after the interface's name (not its index, which a re-created TAP
+ * or vif changes), so a restart finds what a crash left. */
+static void ifb_name(const char *ifname, char *buf, size_t n)
 {
-    /* ifindex is at most 9 digits in practice: "tdmifb" + 9 fits 16. */
-    snprintf(buf, n, "tdmifb%u", (unsigned)ifindex % 1000000000u);
+    snprintf(buf, n, "tdmifb%08x",
+             (unsigned)tdm_crc32c(0, ifname, strlen(ifname)));
 }
 
 static int ingress_del(struct nl_sock *sk, int ifindex)
@@ -188,11 +190,11 @@ int tdm__netbuf_plug_cleanup(const char *ifname)
     if (!sk)
         return -1;
     idx = ifindex_of(sk, ifname);
-    if (idx > 0) {
-        ifb_name(idx, ifb, sizeof(ifb));
+    ifb_name(ifname, ifb, sizeof(ifb));
+    {
         /* The IFB is made before the redirect: no IFB, no redirect of ours. */
         if (ifindex_of(sk, ifb) > 0) {
-            if (ingress_del(sk, idx) >= 0)
+            if (idx > 0 && ingress_del(sk, idx) >= 0)
                 removed++;
             if (link_del(sk, ifb) >= 0)
                 removed++;
@@ -304,7 +306,7 @@ static int plug_open(struct tdm_netbuf *nb, char *err, size_t errlen)
         goto fail;
     }
     tdm__netbuf_plug_cleanup(nb->ifname);
-    ifb_name(p->ifindex, p->ifb, sizeof(p->ifb));
+    ifb_name(nb->ifname, p->ifb, sizeof(p->ifb));
     if (ifb_create(p->sk, p->ifb, e, sizeof(e)) < 0) {
         tdm_errf(err, errlen, "netbuf %s: %s", nb->ifname, e);
         goto fail;

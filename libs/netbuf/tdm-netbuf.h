@@ -22,7 +22,7 @@
  *    open one: that only delays their release, never advances it.
  *
  * Everything an instance creates carries the interface's name (rule comment
- * "tandem-netbuf:IF", IFB "tdmifb<ifindex>") so that a restart after a crash
+ * "tandem-netbuf:IF", IFB "tdmifb<crc32c of the name>") so that a restart after a crash
  * removes it (tdm_netbuf_open cleans up first, and logs what it removed).
  *
  * A full queue drops packets in the kernel and counts them (stats.dropped):

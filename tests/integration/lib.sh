@@ -106,6 +106,9 @@ kernel = "$GUEST"
 extra = "${GUEST_EXTRA:-port=7000}"
 vif = "mac=$MAC_G,ip=$IP_G/24,bridge=brx,tap=tdm-kv1"
 CFG
+  # NETBUF=nfqueue|plug: hold output in the kernel on the TAP instead of
+  # the micro-VM's device-model queue.
+  [ -z "${NETBUF:-}" ] || echo "netbuf = \"$NETBUF\""
 }
 
 # state HOST NAME: the domain's state as status -j reports it

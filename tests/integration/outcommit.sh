@@ -33,6 +33,10 @@ fi
 HELD=$("$XLT" -s "$T/A.sock" -j status kv1 | sed -n 's/.*"held_frames":\([0-9]*\).*/\1/p')
 note "held frames during the stall: $HELD"
 [ "${HELD:-0}" -gt 0 ] || fail "status shows no held output during the stall"
+if [ -n "${NETBUF:-}" ]; then
+  MECH=$("$XLT" -s "$T/A.sock" -j status kv1 | sed -n 's/.*"mechanism":"\([a-z]*\)".*/\1/p')
+  [ "$MECH" = "$NETBUF" ] || fail "status names output mechanism '$MECH', not $NETBUF"
+fi
 kill -CONT $PID_B
 wait $PUT || fail "the reply never came after the backup resumed: $(cat "$T/put.out")"
 T1=$(now_ns)

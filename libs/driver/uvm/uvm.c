@@ -1381,6 +1381,16 @@ static void uvm_output_release(struct tdm_dom *d, uint64_t epoch)
     pthread_mutex_unlock(&d->qlock);
 }
 
+/* The TAP carries the guest's frames into the host: kernel output buffers
+ * (netbuf = nfqueue/plug) hold what arrives on it. */
+static int uvm_net_ifaces(struct tdm_dom *d, char (*names)[16], int max)
+{
+    if (!d->nic.present || max < 1)
+        return 0;
+    tdm_strlcpy(names[0], d->nic.tap, 16);
+    return 1;
+}
+
 static void uvm_output_stats(struct tdm_dom *d, struct tdm_output_stats *s)
 {
     pthread_mutex_lock(&d->qlock);
@@ -1416,6 +1426,7 @@ const struct tdm_driver_ops tdm_driver_uvm = {
     .output_cut = uvm_output_cut,
     .output_release = uvm_output_release,
     .output_stats = uvm_output_stats,
+    .net_ifaces = uvm_net_ifaces,
     .running = uvm_running,
     .destroy = uvm_destroy,
 };
