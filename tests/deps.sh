@@ -6,7 +6,7 @@ export DEBIAN_FRONTEND=noninteractive
 PKGS="build-essential autoconf automake pkg-config binutils
   libevent-dev libyajl-dev libunicorn-dev libxen-dev libcmocka-dev
   libnetfilter-queue-dev libmnl-dev libnl-route-3-dev iptables
-  nbdkit nbdkit-plugin-dev libnbd-dev libnbd-bin
+  nbdkit nbdkit-plugin-dev libnbd-dev libnbd-bin iperf3
   clang libclang-rt-14-dev iproute2 procps gawk"
 # --list: print the packages (for .ci/run), one line.
 if [ "${1:-}" = --list ]; then

@@ -248,7 +248,8 @@ int main(int argc, char **argv)
     event_add(ev_int, NULL);
     event_add(ev_term, NULL);
     ev_in = event_new(base, 0, EV_READ | EV_PERSIST, on_stdin, NULL);
-    event_add(ev_in, NULL);
+    if (!hz)                    /* --auto runs until a signal */
+        event_add(ev_in, NULL);
     if (hz) {
         struct timeval tv = { 0, 1000000 / hz };
         auto_epoch = 1;
