@@ -102,13 +102,20 @@ static int ifb_create(struct nl_sock *sk, const char *name, char *err,
                  "ifb?)", name, nl_geterror(r));
         goto out;
     }
-    rtnl_link_set_flags(up, IFF_UP);
-    r = rtnl_link_change(sk, l, up, 0);
+    rtnl_link_put(l);
+    l = NULL;
+    /* A change names the link by index: fetch what the kernel made. */
+    r = rtnl_link_get_kernel(sk, 0, name, &l);
+    if (r >= 0) {
+        rtnl_link_set_flags(up, IFF_UP);
+        r = rtnl_link_change(sk, l, up, 0);
+    }
     if (r < 0)
         tdm_errf(err, errlen, "cannot bring IFB %s up: %s", name,
                  nl_geterror(r));
 out:
-    rtnl_link_put(l);
+    if (l)
+        rtnl_link_put(l);
     rtnl_link_put(up);
     return r < 0 ? -1 : 0;
 }
