@@ -3,10 +3,12 @@
 #   1. build with -Werror and run every test (unit, integration, fuzz smoke)
 #   2. rebuild with ASan + UBSan and run the unit tests again
 #   3. build the libFuzzer targets with clang and run each for a bounded time
+#   4. boot real Xen under qemu and run tests/xen/scenarios in its dom0
 # Ends with one line: "N passed, N failed, N skipped".
 #
 #   FUZZ_SECONDS=N   per fuzz target (default 60)
 #   RUNS=N           failover kill points in the end-to-end test (default 20)
+#   TANDEM_SKIP_XEN_RIG=1  skip step 4 (counted and printed as skipped)
 set -u
 cd "$(dirname "$0")/.."
 top=$(pwd)
@@ -82,6 +84,28 @@ else
   cat configure.out; tail -50 make.out; fail=$((fail + 1))
 fi
 cd "$top"
+
+step "real Xen 4.17 under qemu (tests/xen): every scenario in one boot"
+# Needs root (debootstrap, device nodes in the dom0 image). A rig that
+# cannot boot fails, loudly, with the reason; it is never skipped silently.
+if [ -n "${TANDEM_SKIP_XEN_RIG:-}" ]; then
+  echo "SKIP: xen-rig (TANDEM_SKIP_XEN_RIG is set)"; skip=$((skip + 1))
+elif [ "$(id -u)" != 0 ]; then
+  echo "SKIP: xen-rig (needs root)"; skip=$((skip + 1))
+else
+  bash tests/xen/run.sh --tandem-build "$top/build-ci" >xen-rig.out 2>&1
+  rc=$?
+  grep -E '^(PASS|FAIL|RESULT|xen-rig: (phase|all|[0-9]+ failure))' xen-rig.out |
+    grep -v '^PASS: \[' | sed 's/^/xen /'
+  p=$(grep -c '^PASS: scenario ' xen-rig.out)
+  # scenario-level failures (a check's own FAIL line ends in "[scenario]")
+  f=$(grep '^FAIL: ' xen-rig.out | grep -vc '\]$')
+  pass=$((pass + p)); fail=$((fail + f))
+  if [ "$rc" != 0 ] && [ "$f" = 0 ]; then
+    echo "FAIL: xen-rig exited $rc without a FAIL line:"; tail -30 xen-rig.out
+    fail=$((fail + 1))
+  fi
+fi
 
 echo
 echo "$pass passed, $fail failed, $skip skipped"
