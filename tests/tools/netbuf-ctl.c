@@ -5,6 +5,8 @@
  *   netbuf-ctl [--kind nfqueue|plug] [--limit N] [--queue N] IFNAME
  *   netbuf-ctl --cleanup IFNAME
  *   netbuf-ctl --probe
+ *   netbuf-ctl --xen-vifs DOMAIN   (name or domid: its vifs in dom0, from
+ *        xenstore, one per line)
  *   netbuf-ctl --auto HZ ACK_MS [--kind K] IFNAME   (a model of the engine:
  *        cut every 1/HZ s, release each epoch ACK_MS after its cut)
  *
@@ -26,6 +28,9 @@
 
 #include "tdm-netbuf.h"
 #include "tdm-util.h"
+#ifdef HAVE_XEN
+#include "tdm-xenvif.h"
+#endif
 
 static struct tdm_netbuf *nb;
 static struct event_base *base;
@@ -178,6 +183,7 @@ int main(int argc, char **argv)
         { "probe", no_argument, NULL, 'p' },
         { "auto", required_argument, NULL, 'a' },
         { "verbose", no_argument, NULL, 'v' },
+        { "xen-vifs", required_argument, NULL, 'x' },
         { NULL, 0, NULL, 0 },
     };
     struct tdm_netbuf_opts o = { .kind = TDM_NETBUF_NFQUEUE };
@@ -209,6 +215,25 @@ int main(int argc, char **argv)
         case 'c': cleanup = 1; break;
         case 'p': probe = 1; break;
         case 'v': level = TDM_LOG_DEBUG; break;
+        case 'x': {
+#ifdef HAVE_XEN
+            char names[16][16];
+            uint32_t domid;
+            int n;
+
+            if (tdm_xen_domid(optarg, &domid, err, sizeof(err)) < 0 ||
+                (n = tdm_xen_vifs(domid, names, 16, err, sizeof(err))) < 0) {
+                fprintf(stderr, "netbuf-ctl: %s\n", err);
+                return 1;
+            }
+            for (int i = 0; i < n; i++)
+                printf("%s\n", names[i]);
+            return 0;
+#else
+            fprintf(stderr, "netbuf-ctl: built without the Xen libraries\n");
+            return 1;
+#endif
+        }
         case 'a':
             if (tdm_parse_u64(optarg, 1, 1000, &v) < 0 || optind >= argc ||
                 tdm_parse_u64(argv[optind], 0, 10000, (uint64_t[]){ 0 }) < 0) {

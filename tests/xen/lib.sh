@@ -175,6 +175,10 @@ build_guest_initrd() {
   cp /bin/busybox "$d/bin/busybox" || die "no /bin/busybox (busybox-static)"
   ln -s busybox "$d/bin/sh"
   install -m 0755 "$RIG_DIR/guest/init" "$d/init"
+  # netfront, for scenarios that give the guest a vif (rig.ip=)
+  mkdir -p "$d/lib"
+  cp "/lib/modules/$KVER/kernel/drivers/net/xen-netfront.ko" "$d/lib/" 2>/dev/null ||
+    say "warning: no xen-netfront.ko for $KVER: guests get no network"
   (cd "$d" && find . | cpio -o -H newc --quiet) | gzip -1 >"$out" ||
     die "guest initramfs failed"
   rm -rf "$d"

@@ -32,7 +32,7 @@ need_tandem() { have_tandem || { fail "$(basename "$0" .sh): needs a tandem buil
 # guest's xl config to /tmp/NAME.cfg, print its path
 rig_guest_cfg() {
   local name=$1 mem=${2:-128} extra=${3:-}
-  sed -e "s/@NAME@/$name/" -e "s/@MEMORY@/$mem/" -e "s/@EXTRA@/$extra/" \
+  sed -e "s/@NAME@/$name/" -e "s/@MEMORY@/$mem/" -e "s|@EXTRA@|$extra|" \
     /rig/guest/guest.cfg.in >"/tmp/$name.cfg"
   echo "/tmp/$name.cfg"
 }
