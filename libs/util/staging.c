@@ -9,6 +9,21 @@ void tdm_staging_init(struct tdm_staging *st)
     memset(st, 0, sizeof(*st));
 }
 
+int tdm_staging_alloc_sparse(struct tdm_staging *st, size_t cap,
+                             uint64_t pfn_limit)
+{
+    if (tdm_staging_alloc(st, cap) < 0)
+        return -1;
+    if (pfn_limit < cap) {
+        log_warnx("pfn limit %llu below the capacity %zu",
+                  (unsigned long long)pfn_limit, cap);
+        tdm_staging_dispose(st);
+        return -1;
+    }
+    st->pfn_limit = pfn_limit;
+    return 0;
+}
+
 int tdm_staging_alloc(struct tdm_staging *st, size_t cap)
 {
     tdm_staging_dispose(st);
@@ -17,6 +32,7 @@ int tdm_staging_alloc(struct tdm_staging *st, size_t cap)
         return -1;
     }
     st->cap = cap;
+    st->pfn_limit = cap;
     st->pfns = tdm_calloc(cap, sizeof(*st->pfns));
     st->data = tdm_alloc_pages(cap * TDM_PAGE_SIZE);
     return 0;
@@ -39,7 +55,7 @@ void tdm_staging_reset(struct tdm_staging *st, uint64_t epoch)
 
 uint8_t *tdm_staging_add_page(struct tdm_staging *st, uint64_t pfn)
 {
-    if (st->npages >= st->cap || pfn >= st->cap) {
+    if (st->npages >= st->cap || pfn >= st->pfn_limit) {
         log_warnx("page %llu does not fit (staged %zu of %zu)",
                   (unsigned long long)pfn, st->npages, st->cap);
         return NULL;

@@ -15,6 +15,7 @@ struct tdm_staging {
     uint64_t epoch;
     size_t npages;      /* pages staged in this epoch */
     size_t cap;         /* capacity in pages (the domain's page count) */
+    uint64_t pfn_limit; /* pfns must be below it (cap, unless sparse) */
     uint64_t *pfns;     /* [cap] */
     uint8_t *data;      /* [cap * TDM_PAGE_SIZE], page-aligned */
     uint8_t *state;     /* opaque driver state (registers, devices) */
@@ -24,6 +25,10 @@ struct tdm_staging {
 void tdm_staging_init(struct tdm_staging *st);
 /* Allocate room for cap pages. Returns 0, or -1 (logged). */
 int tdm_staging_alloc(struct tdm_staging *st, size_t cap);
+/* Room for cap pages whose pfns may reach pfn_limit (a guest physmap with
+ * holes: Xen's p2m is larger than the pages it holds). */
+int tdm_staging_alloc_sparse(struct tdm_staging *st, size_t cap,
+                             uint64_t pfn_limit);
 void tdm_staging_dispose(struct tdm_staging *st);   /* idempotent */
 void tdm_staging_reset(struct tdm_staging *st, uint64_t epoch);
 /* Slot for one more page (caller copies TDM_PAGE_SIZE bytes into it);

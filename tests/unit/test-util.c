@@ -171,6 +171,24 @@ static void test_staging(void **state)
     tdm_staging_dispose(&st);
 }
 
+/* A physmap with holes: few pages, pfns far apart (Xen's p2m). */
+static void test_staging_sparse(void **state)
+{
+    struct tdm_staging st;
+
+    (void)state;
+    tdm_staging_init(&st);
+    assert_int_equal(tdm_staging_alloc_sparse(&st, 2, 1), -1);  /* limit < cap */
+    assert_int_equal(tdm_staging_alloc_sparse(&st, 2, 1u << 20), 0);
+    tdm_staging_reset(&st, 1);
+    assert_non_null(tdm_staging_add_page(&st, 0xfeff0));
+    assert_null(tdm_staging_add_page(&st, 1u << 20));   /* at the limit */
+    assert_non_null(tdm_staging_add_page(&st, 3));
+    assert_null(tdm_staging_add_page(&st, 4));          /* full */
+    assert_int_equal(st.pfns[0], 0xfeff0);
+    tdm_staging_dispose(&st);
+}
+
 static void test_stat(void **state)
 {
     struct tdm_stat s;
@@ -195,6 +213,7 @@ int main(void)
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_cfg),
         cmocka_unit_test(test_staging),
+        cmocka_unit_test(test_staging_sparse),
         cmocka_unit_test(test_stat),
     };
     tdm_log_init("test-util", true, TDM_LOG_ERR - 1);
