@@ -150,6 +150,23 @@ int tdm_xc_capture_epoch(struct tdm_xc_capture *c, struct tdm_staging *st,
     int n = 0, ctx, rc = -1;
 
     memset(s, 0, sizeof(*s));
+    if (c->first) {
+        /* The full copy runs live: log-dirty is on since open, so a frame
+         * written after its copy is in the bitmap the paused part below
+         * takes, and is copied again there. */
+        n = 0;
+        for (uint64_t pfn = 0; pfn < c->p2m_size; pfn++) {
+            c->batch[n++] = (xen_pfn_t)pfn;
+            if (n == MAP_BATCH || pfn + 1 == c->p2m_size) {
+                if (copy_batch(c, st, n, s) < 0)
+                    return -1;
+                n = 0;
+            }
+        }
+        s->live = s->dirty;
+        s->dirty = 0;
+        c->first = false;
+    }
     t0 = tdm_now_ns();
     if (xc_domain_pause(c->xch, c->domid) < 0) {
         log_warn("domain %u: pause", c->domid);
@@ -163,8 +180,8 @@ int tdm_xc_capture_epoch(struct tdm_xc_capture *c, struct tdm_staging *st,
     }
     t1 = tdm_now_ns();
     for (uint64_t pfn = 0; pfn < c->p2m_size; pfn++) {
-        if (!c->first && !(c->bm[pfn / (8 * sizeof(long))] &
-                           (1UL << (pfn % (8 * sizeof(long))))))
+        if (!(c->bm[pfn / (8 * sizeof(long))] &
+              (1UL << (pfn % (8 * sizeof(long))))))
             continue;
         c->batch[n++] = (xen_pfn_t)pfn;
         if (n == MAP_BATCH) {
@@ -186,7 +203,6 @@ int tdm_xc_capture_epoch(struct tdm_xc_capture *c, struct tdm_staging *st,
     s->hvm_ctx_len = (uint32_t)ctx;
     s->bitmap_ns = t1 - t0;
     s->copy_ns = t2 - t1;
-    c->first = false;
     rc = 0;
 out:
     if (xc_domain_unpause(c->xch, c->domid) < 0) {

@@ -24,7 +24,8 @@ struct tdm_xc_epoch_stats {
     uint64_t pause_ns;          /* domain paused: pause to unpause */
     uint64_t bitmap_ns;         /* CLEAN of the dirty bitmap */
     uint64_t copy_ns;           /* mapping and copying the dirty frames */
-    uint64_t dirty;             /* frames copied */
+    uint64_t live;              /* first epoch: frames copied before the pause */
+    uint64_t dirty;             /* frames copied while paused */
     uint64_t unmappable;        /* dirty frames Xen refused to map (holes) */
     uint32_t hvm_ctx_len;
 };
@@ -37,7 +38,10 @@ int tdm_xc_capture_open(uint32_t domid, struct tdm_xc_capture **c_r,
  * the p2m size (its pfns are below it, with holes): the pfn limit. */
 uint64_t tdm_xc_capture_npages(const struct tdm_xc_capture *c);
 uint64_t tdm_xc_capture_p2m_size(const struct tdm_xc_capture *c);
-/* One epoch. The first after open copies every frame. */
+/* One epoch. The first after open copies every frame while the domain
+ * runs, then pauses for the frames written meanwhile. A frame the first
+ * epoch already staged and dirtied again is staged twice (the later copy
+ * wins when applied in order). */
 int tdm_xc_capture_epoch(struct tdm_xc_capture *c, struct tdm_staging *st,
                          struct tdm_xc_epoch_stats *s);
 /* Log-dirty off, handles closed; the domain keeps running. */
