@@ -13,6 +13,9 @@
 set -u
 . "$(dirname "$0")/lib.sh"
 KIND=${NETBUF_BACKEND:-nfqueue}
+# A command runs iptables (nfqueue) or netlink (plug) synchronously; under
+# the Xen rig's software emulation four iptables runs once took over 5 s.
+CTL_WAIT=${NETBUF_CTL_WAIT:-30}
 NBC=$top_builddir/tests/tools/netbuf-ctl
 UDPSEQ=$top_builddir/tests/tools/udpseq
 
@@ -112,14 +115,14 @@ ctl_start() {
   ip netns exec $NS_H "$NBC" --kind "$KIND" "$@" hS <"$T/fifo" >"$T/ctl.out" 2>"$T/ctl.err" &
   CTL_PID=$!
   exec 7>"$T/fifo"
-  wait_for 5 grep -q '^ok open' "$T/ctl.out" || { cat "$T/ctl.err"; fail "netbuf-ctl did not open hS"; }
+  wait_for $CTL_WAIT grep -q '^ok open' "$T/ctl.out" || { cat "$T/ctl.err"; fail "netbuf-ctl did not open hS"; }
 }
 lines_gt() { [ "$(wc -l <"$1")" -gt "$2" ]; }
 # ctl CMD: send one command and wait for its answer
 ctl() {
   local n; n=$(wc -l <"$T/ctl.out")
   echo "$*" >&7
-  wait_for 5 lines_gt "$T/ctl.out" "$n" || fail "netbuf-ctl: no answer to '$*'"
+  wait_for $CTL_WAIT lines_gt "$T/ctl.out" "$n" || fail "netbuf-ctl: no answer to '$*'"
   tail -n 1 "$T/ctl.out" | grep -q '^ok' || { cat "$T/ctl.err"; fail "netbuf-ctl: $(tail -n 1 "$T/ctl.out")"; }
 }
 ctl_stop() { exec 7>&-; wait $CTL_PID 2>/dev/null; CTL_PID=; }
