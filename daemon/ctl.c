@@ -288,6 +288,9 @@ void ctl_gen_domain(yajl_gen g, struct tdm_engine *eng, bool full)
         tdm_ctl_gen_kv_u64(g, "dropped_frames", in.out.dropped_frames);
         tdm_ctl_gen_kv_str(g, "mechanism", in.out.mechanism);
         yajl_gen_map_close(g);
+        tdm_ctl_gen_kv_u64(g, "syncs", m->syncs);
+        tdm_ctl_gen_kv_u64(g, "sync_pause_ns", m->sync_pause_ns);
+        tdm_ctl_gen_kv_u64(g, "sync_pages", m->sync_pages);
         gen_stat(g, "pause_ns", &m->pause_ns);
         gen_stat(g, "capture_ns", &m->capture_ns);
         gen_stat(g, "dirty_pages", &m->dirty_pages);

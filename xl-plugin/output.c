@@ -65,6 +65,10 @@ static void h_domain(yajl_val d)
            "heartbeat %lld ms, timeout %lld ms\n", num(d, "epochs"),
            num(d, "epoch"), num(d, "acked_epoch"), num(d, "interval_ms"),
            num(d, "heartbeat_ms"), num(d, "timeout_ms"));
+    if (num(d, "syncs"))
+        printf("  initial sync   %lld pages, pause %.3g ms (%lld syncs; not "
+               "in the figures below)\n", num(d, "sync_pages"),
+               (double)num(d, "sync_pause_ns") / 1e6, num(d, "syncs"));
     h_stat(d, "pause_ns", "pause", 1000.0, "us");
     h_stat(d, "dirty_pages", "dirty pages", 1.0, "");
     h_stat(d, "epoch_bytes", "epoch bytes", 1024.0, "KiB");

@@ -102,6 +102,10 @@ struct tdm_driver_ops {
     bool (*running)(struct tdm_dom *dom);
     /* Stop and free everything (the guest too). Idempotent on NULL. */
     void (*destroy)(struct tdm_dom *dom);
+    /* Free the driver's state but leave a running guest running: what
+     * tandemd's shutdown does to domains it attached to (xen) rather than
+     * created. Optional; NULL: the guest belongs to tandem, destroy. */
+    void (*release)(struct tdm_dom *dom);
 };
 
 /* Registry: NULL if no driver of that name was built in. */

@@ -119,6 +119,9 @@ struct tdm_engine {
     bool want_epoch;            /* a tick came while the last epoch was
                                    still being written */
     bool handing_over;          /* planned failover in progress */
+    bool sync_next;             /* the next epoch is the initial sync */
+    bool keep_guest;            /* freed by tandemd's shutdown: release,
+                                   not destroy (driver op release) */
     bool final_suspended;       /* its final epoch is taken: the domain is
                                    held suspended until the backup acks */
     uint64_t resume_ns[TDM_ACK_RING];

@@ -104,7 +104,10 @@ void tdm__engine_free(struct tdm_engine *eng)
         event_free(eng->stopped_ev);
     /* The domain goes: what it sent in unacknowledged epochs never leaves. */
     tdm__output_close(eng, true);
-    if (eng->dom)
+    if (eng->dom && eng->keep_guest && eng->drv->release &&
+        eng->role == TDM_ROLE_PRIMARY)
+        eng->drv->release(eng->dom);
+    else if (eng->dom)
         eng->drv->destroy(eng->dom);
     tdm_staging_dispose(&eng->st);
     tdm_cfg_dispose(&eng->cfg);
@@ -558,6 +561,8 @@ void tdm_host_free(struct tdm_host *host)
         struct tdm_engine *eng = host->engines;
         if (eng->role == TDM_ROLE_PRIMARY && eng->peer)
             tdm__primary_unprotect(eng, true);
+        /* tandemd stops; guests it attached to run on, unprotected */
+        eng->keep_guest = true;
         tdm__engine_free(eng);
     }
     if (host->listener)

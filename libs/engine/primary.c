@@ -147,9 +147,17 @@ out_resume:
     eng->epoch = next;
     eng->m.epochs++;
     eng->m.last_epoch = next;
-    tdm_stat_add(&eng->m.pause_ns, t3 - t0);
-    tdm_stat_add(&eng->m.capture_ns, t2 - t1);
-    tdm_stat_add(&eng->m.dirty_pages, eng->st.npages);
+    if (eng->sync_next) {
+        /* every page: not a figure of the steady state */
+        eng->sync_next = false;
+        eng->m.syncs++;
+        eng->m.sync_pause_ns = t3 - t0;
+        eng->m.sync_pages = eng->st.npages;
+    } else {
+        tdm_stat_add(&eng->m.pause_ns, t3 - t0);
+        tdm_stat_add(&eng->m.capture_ns, t2 - t1);
+        tdm_stat_add(&eng->m.dirty_pages, eng->st.npages);
+    }
     eng->resume_ns[next % TDM_ACK_RING] = t3;
     send_epoch(eng);
     return 0;
@@ -373,6 +381,7 @@ static void primary_frame(struct tdm__peer *p, const struct tdm_frame *f,
             return;
         }
         eng->drv->log_dirty(eng->dom, true);
+        eng->sync_next = true;
         tdm__engine_set_state(eng, TDM_ST_SYNCING);
         timer_add_ms(eng->hb, eng->params.heartbeat_ms);
         epoch_now(eng);

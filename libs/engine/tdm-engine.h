@@ -114,9 +114,14 @@ struct tdm_engine_metrics {
     uint64_t failovers;         /* times this side took over */
     uint64_t bytes_sent_total;
     uint64_t activated_at_ns;   /* monotonic, 0 if never */
+    /* Steady-state epochs only: the first epoch after protection starts
+     * (the initial sync, every page) is counted in sync_* instead. */
     struct tdm_stat pause_ns;   /* suspend .. resume */
     struct tdm_stat capture_ns; /* the copy inside the pause */
     struct tdm_stat dirty_pages;
+    uint64_t syncs;             /* initial-sync epochs taken */
+    uint64_t sync_pause_ns;     /* the last one's suspend .. resume */
+    uint64_t sync_pages;        /* and its pages */
     struct tdm_stat epoch_bytes;
     struct tdm_stat ack_ns;     /* resume .. ACK received */
     struct tdm_stat apply_ns;   /* backup: apply time */

@@ -268,8 +268,11 @@ static void test_protect_replicates_and_holds_output(void **state)
     assert_int_equal(applied_bad, 0);
     assert_int_equal(released_early, 0);
     assert_true(primary_dom->released > 0);
-    /* pauses were measured, and every epoch was a whole one */
-    assert_true(eng_p()->m.pause_ns.count == eng_p()->m.epochs);
+    /* pauses were measured, the initial sync apart, and every epoch was a
+     * whole one */
+    assert_int_equal(eng_p()->m.syncs, 1);
+    assert_int_equal(eng_p()->m.sync_pages, NPAGES);  /* every page */
+    assert_true(eng_p()->m.pause_ns.count + 1 == eng_p()->m.epochs);
     assert_int_equal(eng_b()->m.torn_epochs, 0);
 }
 
