@@ -19,6 +19,8 @@ void tdmd_conf_default(struct tdmd_conf *c)
     c->log_level = TDM_LOG_INFO;
     c->accept_replicas = true;
     tdm_engine_params_default(&c->params);
+    c->xenstore = TDMD_XS_AUTO;
+    tdm_strlcpy(c->xenstore_root, "/tool/tandem", sizeof(c->xenstore_root));
 }
 
 static int parse_bool(const char *k, const char *v, bool *b, char *err,
@@ -70,6 +72,7 @@ int tdmd_conf_parse(struct tdmd_conf *out, const char *text, size_t len,
     struct tdm_cfg cfg;
     const char *v;
     uint64_t n;
+    bool b;
     int rc = -1;
 
     tdm_cfg_init(&cfg);
@@ -127,6 +130,36 @@ int tdmd_conf_parse(struct tdmd_conf *out, const char *text, size_t len,
             tdm_errf(err, errlen, "fence = '%s': not a directory", v);
             goto out;
         }
+    }
+    if ((v = tdm_cfg_get(&cfg, "xenstore"))) {
+        if (!strcmp(v, "auto"))
+            c.xenstore = TDMD_XS_AUTO;
+        else if (parse_bool("xenstore", v, &b, err, errlen) < 0) {
+            tdm_errf(err, errlen, "xenstore = '%s': expected auto, yes or "
+                     "no", v);
+            goto out;
+        } else
+            c.xenstore = b ? TDMD_XS_YES : TDMD_XS_NO;
+#ifndef HAVE_XEN
+        if (c.xenstore == TDMD_XS_YES) {
+            tdm_errf(err, errlen, "xenstore = yes: this tandemd was built "
+                     "without the Xen libraries");
+            goto out;
+        }
+#endif
+    }
+    if ((v = tdm_cfg_get(&cfg, "xenstore-root"))) {
+        bool ok = v[0] == '/' && strlen(v) < 100 && v[strlen(v) - 1] != '/';
+        for (const char *p = v; ok && *p; p++)
+            ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                 (*p >= '0' && *p <= '9') || strchr("/_-.", *p);
+        if (!ok || strstr(v, "//")) {
+            tdm_errf(err, errlen, "xenstore-root = '%s': an absolute "
+                     "xenstore path of at most 99 bytes of [A-Za-z0-9/_.-]",
+                     v);
+            goto out;
+        }
+        tdm_strlcpy(c.xenstore_root, v, sizeof(c.xenstore_root));
     }
     if (tdm_cfg_check_unused(&cfg, err, errlen) < 0)
         goto out;

@@ -30,7 +30,8 @@ static void usage(FILE *f)
 
 static void changed(struct tdm_engine *eng, void *arg)
 {
-    /* States are logged by the engine; nothing else to publish yet. */
+    /* States are logged by the engine; published in xenstore here. */
+    tdmd_xs_changed(arg, eng);
 }
 
 static void on_term(evutil_socket_t sig, short what, void *arg)
@@ -55,9 +56,10 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
     if (strcmp(c.listen_addr, d->conf.listen_addr) ||
         c.listen_port != d->conf.listen_port ||
         c.listen_off != d->conf.listen_off || strcmp(c.socket, d->conf.socket) ||
-        strcmp(c.fence, d->conf.fence))
-        log_notice("reload: listen, socket and fence take effect at the next "
-                   "start");
+        strcmp(c.fence, d->conf.fence) || c.xenstore != d->conf.xenstore ||
+        strcmp(c.xenstore_root, d->conf.xenstore_root))
+        log_notice("reload: listen, socket, fence and xenstore take effect "
+                   "at the next start");
     d->conf.log_level = c.log_level;
     d->conf.accept_replicas = c.accept_replicas;
     d->conf.params = c.params;
@@ -144,6 +146,10 @@ int main(int argc, char **argv)
         log_warnx("%s", err);
         goto out;
     }
+    if (tdmd_xs_start(&d, err, sizeof(err)) < 0) {
+        log_warnx("%s", err);
+        goto out;
+    }
     sigs[0] = evsignal_new(d.base, SIGTERM, on_term, &d);
     sigs[1] = evsignal_new(d.base, SIGINT, on_term, &d);
     sigs[2] = evsignal_new(d.base, SIGHUP, on_hup, &d);
@@ -159,6 +165,7 @@ out:
             event_free(sigs[i]);
     ctl_close(&d);
     tdm_host_free(d.host);
+    tdmd_xs_stop(&d);
     event_base_free(d.base);
     return rc;
 }

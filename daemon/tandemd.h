@@ -11,6 +11,8 @@
 #include "tdm-ctl.h"
 #include "tdm-engine.h"
 
+enum tdmd_xs_mode { TDMD_XS_AUTO, TDMD_XS_YES, TDMD_XS_NO };
+
 /* tandem.conf(5), after defaults and command-line overrides. */
 struct tdmd_conf {
     char listen_addr[64];
@@ -21,6 +23,8 @@ struct tdmd_conf {
     bool accept_replicas;
     struct tdm_engine_params params;
     char fence[256];
+    enum tdmd_xs_mode xenstore;
+    char xenstore_root[128];
 };
 
 void tdmd_conf_default(struct tdmd_conf *c);
@@ -39,7 +43,13 @@ struct tdmd {
     bool conf_explicit;
     struct evconnlistener *ctl_rw, *ctl_ro;
     char sock_ro[116];
+    struct tdmd_xs *xs;         /* tandem-xenstore(7); NULL: not watched */
 };
+
+/* ---- xenstore (daemon/xswatch.c; without Xen: never started) ---- */
+int tdmd_xs_start(struct tdmd *d, char *err, size_t errlen);
+void tdmd_xs_changed(struct tdmd *d, struct tdm_engine *eng);
+void tdmd_xs_stop(struct tdmd *d);
 
 /* ---- control methods: one file each (daemon/ctl-<name>.c) ---- */
 #define CTL_READONLY 0x1        /* allowed on the read-only socket */

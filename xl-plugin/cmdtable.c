@@ -26,6 +26,18 @@ const struct xlt_cmd xlt_cmds[] = {
     {"status", cmd_status, "[-j] [<vm>]",
      "Show state and per-epoch figures (pause, dirty pages, bytes, ack "
      "time, held output)."},
+    {"xs-protect", cmd_xs_protect,
+     "[-n NAME] [-m MIB] [-i MS] [-H MS] [-t MS] [-S cooperative|pause] "
+     "[-N KIND] <domain> [<backup-host[:port]>]",
+     "Write a running Xen domain's protection into xenstore "
+     "(tandem-xenstore(7)): tandemd attaches to it and, given a backup, "
+     "protects it, now and after every restart. Memory defaults to the "
+     "domain's maximum, the name to xl's."},
+    {"xs-unprotect", cmd_xs_unprotect, "<name>",
+     "Remove a domain's entry from xenstore: tandemd unprotects it and "
+     "leaves it running."},
+    {"xs-list", cmd_xs_list, "",
+     "List the entries in xenstore with the state tandemd publishes."},
     {"version", cmd_version, "", "Show the versions of xl-tandem and tandemd."},
     {"help", cmd_help, "[command]", "Show help."},
     {NULL, NULL, NULL, NULL},

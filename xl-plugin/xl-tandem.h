@@ -55,5 +55,8 @@ int cmd_list(struct xlt *x, int argc, char **argv);
 int cmd_status(struct xlt *x, int argc, char **argv);
 int cmd_help(struct xlt *x, int argc, char **argv);
 int cmd_version(struct xlt *x, int argc, char **argv);
+int cmd_xs_protect(struct xlt *x, int argc, char **argv);
+int cmd_xs_unprotect(struct xlt *x, int argc, char **argv);
+int cmd_xs_list(struct xlt *x, int argc, char **argv);
 
 #endif

@@ -39,6 +39,9 @@ static void test_bad_changes_nothing(void **state)
         "log-level = loud\n", "accept-replicas = maybe\n", "interval = 0\n",
         "interval = 10001\n", "heartbeat = 50\ntimeout = 60\n",
         "fence = /nonexistent/dir\n", "colour = blue\n", "listen\n",
+        "xenstore = maybe\n", "xenstore-root = relative\n",
+        "xenstore-root = /tool/tandem/\n", "xenstore-root = \"/a b\"\n",
+        "xenstore-root = /a//b\n",
     };
     struct tdmd_conf c, before;
     char err[256];
@@ -53,11 +56,32 @@ static void test_bad_changes_nothing(void **state)
     }
 }
 
+static void test_xenstore(void **state)
+{
+    struct tdmd_conf c;
+    char err[256];
+    const char *no = "xenstore = no\nxenstore-root = /tool/tandem-b\n";
+
+    tdmd_conf_default(&c);
+    assert_int_equal(c.xenstore, TDMD_XS_AUTO);
+    assert_string_equal(c.xenstore_root, "/tool/tandem");
+    assert_int_equal(tdmd_conf_parse(&c, no, strlen(no), err, sizeof(err)), 0);
+    assert_int_equal(c.xenstore, TDMD_XS_NO);
+    assert_string_equal(c.xenstore_root, "/tool/tandem-b");
+#ifdef HAVE_XEN
+    const char *yes = "xenstore = yes\n";
+    assert_int_equal(tdmd_conf_parse(&c, yes, strlen(yes), err, sizeof(err)),
+                     0);
+    assert_int_equal(c.xenstore, TDMD_XS_YES);
+#endif
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good),
         cmocka_unit_test(test_bad_changes_nothing),
+        cmocka_unit_test(test_xenstore),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
