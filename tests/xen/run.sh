@@ -63,7 +63,7 @@ done
 
 [ "$(id -u)" = 0 ] || die "must run as root (apt, debootstrap, device nodes in the image)"
 case $CPU in
-  qemu64) QEMU_CPU=qemu64,+svm,+npt; XEN_CPU_ARGS= ;;
+  qemu64) QEMU_CPU=qemu64,+svm,+npt,+sse4.2; XEN_CPU_ARGS= ;;
   max) QEMU_CPU=max; XEN_CPU_ARGS="smap=0 smep=0" ;;
   *) die "--cpu: qemu64 or max, not $CPU" ;;
 esac
@@ -234,6 +234,45 @@ for p in "${PHASES[@]}"; do
   echo "RESULT phase_${p//[^a-zA-Z0-9]/_}_s=${PHASE_S[$p]}" >>"$WORK/phase-results"
 done
 cat "$WORK/phase-results"
+
+# Issue 3's scenario 2, side by side from this boot: stock xl remus and
+# tandem on the same guest, interval and duration (never a failure).
+res() {  # SCENARIO KEY
+  ev "RIG\\[$1\\] RESULT $2=" | head -1 | sed "s/.*RESULT $2=//"
+}
+if ev 'RIG\[stock-remus\] RESULT stock_checkpoints=' >/dev/null &&
+   ev 'RIG\[tandem-[a-z]*\] RESULT tandem_checkpoints=' >/dev/null; then
+  cols=(stock-remus)
+  for s in tandem-failover tandem-pause; do
+    [ -n "$(res $s tandem_checkpoints)" ] && cols+=("$s")
+  done
+  row() {  # LABEL VALUE...
+    local l=$1; shift
+    printf '%-34s' "$l"; printf ' %20s' "$@"; echo
+  }
+  echo
+  echo "scenario 2: stock xl remus and tandem on the same PVH guest (128 MiB), this boot"
+  hdr=("stock xl remus"); for c in "${cols[@]:1}"; do hdr+=("tandem ($(res "$c" tandem_suspend))"); done
+  row "" "${hdr[@]}"
+  v=("$(res stock-remus stock_interval_ms) ms, $(res stock-remus stock_run_s) s"); for c in "${cols[@]:1}"; do v+=("$(res "$c" tandem_interval_ms) ms, $(res "$c" tandem_run_s) s"); done
+  row "interval, run" "${v[@]}"
+  v=("$(res stock-remus stock_checkpoints) ($(res stock-remus stock_checkpoints_per_s)/s)"); for c in "${cols[@]:1}"; do v+=("$(res "$c" tandem_checkpoints) ($(res "$c" tandem_checkpoints_per_s)/s)"); done
+  row "checkpoints completed" "${v[@]}"
+  v=("$(res stock-remus stock_pause_ms_median) / $(res stock-remus stock_pause_ms_p99)"); for c in "${cols[@]:1}"; do v+=("$(res "$c" tandem_pause_ms_median) / $(res "$c" tandem_pause_ms_p99)"); done
+  row "pause ms, median / p99" "${v[@]}"
+  v=("$(res stock-remus stock_dirty_pages_median) / $(res stock-remus stock_dirty_pages_p99)"); for c in "${cols[@]:1}"; do v+=("$(res "$c" tandem_dirty_pages_median) / $(res "$c" tandem_dirty_pages_p99)"); done
+  row "dirty pages, median / p99" "${v[@]}"
+  v=("$(res stock-remus stock_guest_progress_pct)%"); for c in "${cols[@]:1}"; do v+=("$(res "$c" tandem_guest_progress_pct)%"); done
+  row "guest progress (% of unprotected)" "${v[@]}"
+  v=("$(res stock-remus stock_initial_sync_s) s"); for c in "${cols[@]:1}"; do v+=("$(res "$c" tandem_initial_sync_s) s"); done
+  row "initial sync" "${v[@]}"
+  v=("-"); for c in "${cols[@]:1}"; do v+=("$(res "$c" tandem_first_epoch_pause_ms) ms"); done
+  row "initial sync: guest stopped" "${v[@]}"
+  v=("-"); for c in "${cols[@]:1}"; do v+=("$(res "$c" tandem_takeover_s) s"); done
+  row "failover: kill -> replica running" "${v[@]}"
+  v=("-"); for c in "${cols[@]:1}"; do v+=("$( [ "$(res "$c" tandem_replica_runs)" = 1 ] && echo yes || echo no)"); done
+  row "replica runs after failover" "${v[@]}"
+fi
 if [ "$fails" -gt 0 ]; then
   [ "$KEEP" = 1 ] || { mkdir -p "$CACHE/last-failure"; cp "$SERIAL" "$EVENTS" "$CACHE/last-failure/" 2>/dev/null
     say "serial log of this failed run: $CACHE/last-failure/serial.log"; }

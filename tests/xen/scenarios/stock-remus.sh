@@ -1,7 +1,8 @@
 #!/bin/bash
 # rig: about stock `xl remus` on the PVH test guest: checkpoints, pause, dirty pages, guest progress
 # The anchor of issue 3's scenario 2: stock Remus of Xen 4.17 (libxl), to
-# localhost, on the rig's PVH guest, for RIG_REMUS_SECONDS (30) at an
+# localhost, on the rig's PVH guest, for RIG_REMUS_SECONDS (30) after
+# its initial sync at an
 # interval of RIG_REMUS_INTERVAL_MS (100). Debian's libxl has no libnl, so
 # no network buffering (-n) and unsafe mode (-F); no disk (-d).
 # Measures (RESULT lines, never a failure on a time):
@@ -28,6 +29,12 @@ note "xl -vvv remus -F -n -d -i $INT -s /rig/bin/fakessh $G localhost, for ${DUR
 t0=$(now)
 xl -vvv remus -F -n -d -i "$INT" -s /rig/bin/fakessh "$G" localhost > >(tstamp >$log) 2>&1 &
 rp=$!
+# DUR seconds of checkpoints after the initial sync, as tandem-failover
+# measures (its clock starts once the backup holds the first epoch).
+n=0
+until grep -qE 'Checkpointed save: [0-9]+/[0-9]+ +100%' $log 2>/dev/null || [ $n -ge 1800 ]; do
+  sleep 0.1; n=$((n + 1))
+done
 sleep "$DUR"
 t1=$(now)
 if kill -0 "$rp" 2>/dev/null; then
