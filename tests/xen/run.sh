@@ -63,7 +63,7 @@ done
 
 [ "$(id -u)" = 0 ] || die "must run as root (apt, debootstrap, device nodes in the image)"
 case $CPU in
-  qemu64) QEMU_CPU=qemu64,+svm,+npt,+sse4.2; XEN_CPU_ARGS= ;;
+  qemu64) QEMU_CPU=qemu64,+svm,+npt,+ssse3,+sse4.1,+sse4.2,+popcnt; XEN_CPU_ARGS= ;;
   max) QEMU_CPU=max; XEN_CPU_ARGS="smap=0 smep=0" ;;
   *) die "--cpu: qemu64 or max, not $CPU" ;;
 esac
