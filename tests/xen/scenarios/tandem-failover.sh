@@ -67,6 +67,7 @@ wait_state() {  # HOST STATE SECONDS
 }
 cleanup() {
   kill -9 "${PID_A:-}" "${PID_B:-}" ${TAILS:-} 2>/dev/null
+  xenstore-rm /tool/tandem 2>/dev/null
   for d in "$G" "$G--incoming"; do xl destroy "$d" >/dev/null 2>&1; done
   ip link del xenbr0 2>/dev/null
 }
@@ -93,6 +94,7 @@ tb1=$(now); before=$(guest_rate "$G" "$(awk -v t="$tb1" 'BEGIN { printf "%.3f", 
 
 # A reads its domains from xenstore (tandem-xenstore(7)), as a dom0
 # daemon does; B, sharing this dom0's xenstore, must not.
+xenstore-rm /tool/tandem 2>/dev/null   # nothing from an earlier run
 echo "xenstore = yes" >"$T/A.conf"
 echo "xenstore = no" >"$T/B.conf"
 XS=/tool/tandem
