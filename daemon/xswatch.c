@@ -85,6 +85,20 @@ static int protect(struct tdmd *d, const struct tdm_xsconf *c, char *err,
                             errlen);
 }
 
+/* Record c as applied, in e or in a new entry. */
+static struct xs_ent *ent_set(struct tdmd_xs *x, struct xs_ent *e,
+                              const struct tdm_xsconf *c)
+{
+    if (!e) {
+        e = tdm_calloc(1, sizeof(*e));
+        e->next = x->ents;
+        x->ents = e;
+    }
+    e->cur = *c;
+    e->seen = true;
+    return e;
+}
+
 /* Bring the engine of entry c where c asks. */
 static void apply(struct tdmd *d, const struct tdm_xsconf *c)
 {
@@ -95,8 +109,6 @@ static void apply(struct tdmd *d, const struct tdm_xsconf *c)
     char err[512], cfg[1024];
     bool reprotect;
 
-    if (e)
-        e->seen = true;
     if (e && tdm_xsconf_same_domain(&e->cur, c) &&
         tdm_xsconf_same_protection(&e->cur, c) && eng)
         return;                         /* nothing asked of us changed */
@@ -141,23 +153,11 @@ static void apply(struct tdmd *d, const struct tdm_xsconf *c)
         protect(d, c, err, sizeof(err)) < 0) {
         entry_error(d, c->name, err);
         /* attached: remember the domain part, not the protection */
-        if (!e) {
-            e = tdm_calloc(1, sizeof(*e));
-            e->next = x->ents;
-            x->ents = e;
-        }
-        e->cur = *c;
+        e = ent_set(x, e, c);
         e->cur.protect = false;
-        e->seen = true;
         return;
     }
-    if (!e) {
-        e = tdm_calloc(1, sizeof(*e));
-        e->next = x->ents;
-        x->ents = e;
-    }
-    e->cur = *c;
-    e->seen = true;
+    ent_set(x, e, c);
     publish(d, c->name, "error", "");
     if (c->protect)
         log_info("%s: protected from xenstore: backup %s", c->name,
