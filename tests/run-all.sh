@@ -101,6 +101,12 @@ else
   # scenario-level failures (a check's own FAIL line ends in "[scenario]")
   f=$(grep '^FAIL: ' xen-rig.out | grep -vc '\]$')
   pass=$((pass + p)); fail=$((fail + f))
+  # A failed check: what led to it (the daemons' logs, the guest's console)
+  # is in the lines before it, which the summary above leaves out.
+  grep -n '^FAIL: .*\]$' xen-rig.out | head -3 | while IFS=: read -r n _; do
+    echo "--- xen-rig.out lines $((n > 120 ? n - 120 : 1))-$n:"
+    sed -n "$((n > 120 ? n - 120 : 1)),${n}p" xen-rig.out | cut -c1-300
+  done
   if [ "$rc" != 0 ] && [ "$f" = 0 ]; then
     echo "FAIL: xen-rig exited $rc without a FAIL line:"; tail -30 xen-rig.out
     fail=$((fail + 1))

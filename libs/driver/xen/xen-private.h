@@ -97,6 +97,7 @@ struct tdm_dom {
     uint64_t *batch_pfn;
     int *errs;
     uint64_t suspend_t0, last_pause_ns, unmappable;
+    uint64_t probed;            /* frames the last full copy tried */
 
     /* backup */
     struct xen_replica r;

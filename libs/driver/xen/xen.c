@@ -676,6 +676,65 @@ fail:
     return -1;
 }
 
+/* Copy the frames of [from, to) in batches, upwards (dir > 0) or
+ * downwards; with stop_at_hole, stop after the first batch that had no
+ * frame at all. Returns where it stopped (the end of the range it
+ * covered), or -1. */
+static int64_t copy_range(struct tdm_dom *d, struct tdm_staging *st,
+                          uint64_t from, uint64_t to, int dir,
+                          bool stop_at_hole)
+{
+    while (from < to) {
+        uint64_t lo, um = d->unmappable;
+        size_t n = (size_t)TDM_MIN((uint64_t)TDM_XPAGE_BATCH, to - from);
+
+        lo = dir > 0 ? from : to - n;
+        for (size_t i = 0; i < n; i++)
+            d->batch_pfn[i] = lo + i;
+        if (copy_batch(d, st, n, true) < 0)
+            return -1;
+        d->probed += n;
+        if (dir > 0)
+            from += n;
+        else
+            to -= n;
+        if (stop_at_hole && d->unmappable - um == n)
+            break;
+    }
+    return (int64_t)(dir > 0 ? from : to);
+}
+
+/* The full epoch's live copy of every frame. A PVH guest's physmap is its
+ * RAM from 0, a few special pages just below its end and a wide hole in
+ * between that costs seconds to probe frame by frame: the copy works in
+ * from both ends until each meets a batch without a frame, and probes the
+ * middle only if that found fewer frames than the domain has. */
+static int full_copy(struct tdm_dom *d, struct tdm_staging *st)
+{
+    xc_dominfo_t info;
+    int64_t lo, hi;
+
+    d->probed = 0;
+    if (dominfo(d, &info) < 0) {
+        log_warnx("domain %u vanished", d->domid);
+        return -1;
+    }
+    lo = copy_range(d, st, 0, d->p2m_size, 1, true);
+    if (lo < 0)
+        return -1;
+    hi = copy_range(d, st, (uint64_t)lo, d->p2m_size, -1, true);
+    if (hi < 0)
+        return -1;
+    if (st->npages < info.nr_pages && hi > lo) {
+        log_info("%s: %zu of the domain's %lu frames found at the ends of "
+                 "its physmap: probing the %lld frames between", d->conf.name,
+                 st->npages, info.nr_pages, (long long)(hi - lo));
+        if (copy_range(d, st, (uint64_t)lo, (uint64_t)hi, 1, false) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int put_hvm_params(struct tdm_dom *d)
 {
     static const uint32_t params[] = {
@@ -786,24 +845,13 @@ static int xen_capture(struct tdm_dom *d, struct tdm_staging *st)
         memset(d->pos_of_slot, 0xff, d->npages * sizeof(*d->pos_of_slot));
         /* Every frame, live: log-dirty is on, so what the guest writes
          * after its copy is in the bitmap taken below. */
-        uint64_t holes_ns = 0;
-
-        for (uint64_t pfn = 0; pfn < d->p2m_size; pfn += n) {
-            uint64_t tb = tdm_now_ns(), um = d->unmappable;
-
-            n = (size_t)TDM_MIN((uint64_t)TDM_XPAGE_BATCH,
-                                d->p2m_size - pfn);
-            for (size_t i = 0; i < n; i++)
-                d->batch_pfn[i] = pfn + i;
-            if (copy_batch(d, st, n, true) < 0)
-                return -1;
-            if (d->unmappable - um == n)
-                holes_ns += tdm_now_ns() - tb;
-        }
+        if (full_copy(d, st) < 0)
+            return -1;
         log_info("%s: full copy of %zu frames while the guest runs: "
-                 "%.1f ms (physmap of %llu frames; %.1f ms on holes)",
+                 "%.1f ms (physmap of %llu frames, %llu of them probed)",
                  d->conf.name, st->npages, (tdm_now_ns() - t0) / 1e6,
-                 (unsigned long long)d->p2m_size, holes_ns / 1e6);
+                 (unsigned long long)d->p2m_size,
+                 (unsigned long long)d->probed);
     }
     if (d->deferred) {
         d->deferred = false;
