@@ -21,6 +21,11 @@ void tdmd_conf_default(struct tdmd_conf *c)
     tdm_engine_params_default(&c->params);
     c->xenstore = TDMD_XS_AUTO;
     tdm_strlcpy(c->xenstore_root, "/tool/tandem", sizeof(c->xenstore_root));
+    tdm_strlcpy(c->disk_dir, TDM_DEFAULT_DISK_DIR, sizeof(c->disk_dir));
+    tdm_strlcpy(c->nbdkit, "nbdkit", sizeof(c->nbdkit));
+    tdm_strlcpy(c->nbdkit_plugin, TDM_DEFAULT_NBDKIT_PLUGIN,
+                sizeof(c->nbdkit_plugin));
+    c->disk_hold_max = TDM_DEFAULT_DISK_HOLD_MAX;
 }
 
 static int parse_bool(const char *k, const char *v, bool *b, char *err,
@@ -161,6 +166,31 @@ int tdmd_conf_parse(struct tdmd_conf *out, const char *text, size_t len,
         }
         tdm_strlcpy(c.xenstore_root, v, sizeof(c.xenstore_root));
     }
+    if ((v = tdm_cfg_get(&cfg, "disk-dir"))) {
+        /* NAME.nbd below it must fit a unix socket path */
+        if (v[0] != '/' || strlen(v) > 40 ||
+            !tdm_strlcpy(c.disk_dir, v, sizeof(c.disk_dir))) {
+            tdm_errf(err, errlen, "disk-dir = '%s': an absolute path of at "
+                     "most 40 bytes (unix socket paths are short)", v);
+            goto out;
+        }
+    }
+    if ((v = tdm_cfg_get(&cfg, "nbdkit")) &&
+        (!v[0] || !tdm_strlcpy(c.nbdkit, v, sizeof(c.nbdkit)))) {
+        tdm_errf(err, errlen, "nbdkit = '%s': a program name or path", v);
+        goto out;
+    }
+    if ((v = tdm_cfg_get(&cfg, "nbdkit-plugin"))) {
+        if (v[0] != '/' ||
+            !tdm_strlcpy(c.nbdkit_plugin, v, sizeof(c.nbdkit_plugin))) {
+            tdm_errf(err, errlen, "nbdkit-plugin = '%s': an absolute path", v);
+            goto out;
+        }
+    }
+    if (tdm_cfg_get_u64(&cfg, "disk-hold-max", c.disk_hold_max >> 20, 16,
+                        1u << 20, &n, err, errlen) < 0)
+        goto out;
+    c.disk_hold_max = n << 20;
     if (tdm_cfg_check_unused(&cfg, err, errlen) < 0)
         goto out;
     *out = c;

@@ -297,6 +297,30 @@ void ctl_gen_domain(yajl_gen g, struct tdm_engine *eng, bool full)
         gen_stat(g, "epoch_bytes", &m->epoch_bytes);
         gen_stat(g, "ack_ns", &m->ack_ns);
         gen_stat(g, "apply_ns", &m->apply_ns);
+        if (in.disk.present) {
+            const struct tdm_disk_stats *k = &in.disk;
+            tdm_ctl_gen_str(g, "disk");
+            yajl_gen_map_open(g);
+            tdm_ctl_gen_kv_str(g, "state", k->broken ? "broken" :
+                               k->syncing ? "syncing" :
+                               k->in_sync ? "in-sync" : "not-in-sync");
+            tdm_ctl_gen_kv_u64(g, "size", k->size);
+            tdm_ctl_gen_kv_u64(g, "records", k->records);
+            tdm_ctl_gen_kv_u64(g, "bytes", k->bytes);
+            tdm_ctl_gen_kv_u64(g, "discarded", k->discarded);
+            tdm_ctl_gen_kv_u64(g, "syncs", k->syncs);
+            tdm_ctl_gen_kv_u64(g, "resyncs", k->resyncs);
+            tdm_ctl_gen_kv_u64(g, "sync_done", k->sync_done);
+            tdm_ctl_gen_kv_u64(g, "sync_total", k->sync_total);
+            tdm_ctl_gen_kv_u64(g, "sync_sent", k->sync_sent);
+            tdm_ctl_gen_kv_u64(g, "sync_ns", k->sync_ns);
+            tdm_ctl_gen_kv_u64(g, "cut_ns_max", k->cut_ns_max);
+            tdm_ctl_gen_kv_u64(g, "committed_epoch", k->committed_epoch);
+            tdm_ctl_gen_kv_u64(g, "held_records", k->held_records);
+            tdm_ctl_gen_kv_u64(g, "held_bytes", k->held_bytes);
+            tdm_ctl_gen_kv_u64(g, "applied_records", k->applied_records);
+            yajl_gen_map_close(g);
+        }
     }
     yajl_gen_map_close(g);
 }

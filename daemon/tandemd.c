@@ -57,9 +57,13 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
         c.listen_port != d->conf.listen_port ||
         c.listen_off != d->conf.listen_off || strcmp(c.socket, d->conf.socket) ||
         strcmp(c.fence, d->conf.fence) || c.xenstore != d->conf.xenstore ||
-        strcmp(c.xenstore_root, d->conf.xenstore_root))
-        log_notice("reload: listen, socket, fence and xenstore take effect "
-                   "at the next start");
+        strcmp(c.xenstore_root, d->conf.xenstore_root) ||
+        strcmp(c.disk_dir, d->conf.disk_dir) ||
+        strcmp(c.nbdkit, d->conf.nbdkit) ||
+        strcmp(c.nbdkit_plugin, d->conf.nbdkit_plugin) ||
+        c.disk_hold_max != d->conf.disk_hold_max)
+        log_notice("reload: listen, socket, fence, xenstore and the disk "
+                   "settings take effect at the next start");
     d->conf.log_level = c.log_level;
     d->conf.accept_replicas = c.accept_replicas;
     d->conf.params = c.params;
@@ -139,6 +143,11 @@ int main(int argc, char **argv)
     hc.listen_port = (uint16_t)d.conf.listen_port;
     hc.accept_replicas = d.conf.accept_replicas;
     tdm_strlcpy(hc.fence_path, d.conf.fence, sizeof(hc.fence_path));
+    tdm_strlcpy(hc.disk_dir, d.conf.disk_dir, sizeof(hc.disk_dir));
+    tdm_strlcpy(hc.nbdkit, d.conf.nbdkit, sizeof(hc.nbdkit));
+    tdm_strlcpy(hc.nbdkit_plugin, d.conf.nbdkit_plugin,
+                sizeof(hc.nbdkit_plugin));
+    hc.disk_hold_max = d.conf.disk_hold_max;
     hooks.arg = &d;
     if (tdm_host_new(d.base, &hc, &hooks, &d.host) < 0)
         goto out;

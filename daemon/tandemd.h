@@ -25,6 +25,10 @@ struct tdmd_conf {
     char fence[256];
     enum tdmd_xs_mode xenstore;
     char xenstore_root[128];
+    char disk_dir[200];         /* tandem.conf(5): disk-dir */
+    char nbdkit[256];
+    char nbdkit_plugin[256];
+    uint64_t disk_hold_max;     /* bytes */
 };
 
 void tdmd_conf_default(struct tdmd_conf *c);

@@ -53,6 +53,30 @@ static void h_stat(yajl_val d, const char *k, const char *label, double div,
            unit, num(s, "count"));
 }
 
+/* Disk replication (tandem-domain.cfg(5): disk). */
+static void h_disk(yajl_val k)
+{
+    long long total, done;
+
+    if (!k || !YAJL_IS_OBJECT(k))
+        return;
+    total = num(k, "sync_total");
+    done = num(k, "sync_done");
+    printf("  disk           %s, %lld MiB; %lld changes (%lld KiB) "
+           "replicated\n", str(k, "state"), num(k, "size") >> 20,
+           num(k, "records"), num(k, "bytes") >> 10);
+    if (num(k, "syncs") || num(k, "resyncs"))
+        printf("  disk sync      %lld/%lld MiB read (%lld%%), %lld MiB sent, "
+               "%lld full and %lld partial syncs\n", done >> 20,
+               total >> 20, total ? done * 100 / total : 100,
+               num(k, "sync_sent") >> 20, num(k, "syncs"),
+               num(k, "resyncs"));
+    if (num(k, "held_records") || num(k, "committed_epoch"))
+        printf("  disk writes    %lld held (%lld KiB), committed up to "
+               "epoch %lld\n", num(k, "held_records"),
+               num(k, "held_bytes") >> 10, num(k, "committed_epoch"));
+}
+
 static void h_domain(yajl_val d)
 {
     yajl_val o = get(d, "output");
@@ -86,6 +110,7 @@ static void h_domain(yajl_val d)
                num(d, "rejected_frames"), num(d, "torn_epochs"));
     if (num(d, "failovers"))
         printf("  failovers      %lld\n", num(d, "failovers"));
+    h_disk(get(d, "disk"));
 }
 
 static void h_status(yajl_val v)

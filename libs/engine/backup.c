@@ -46,6 +46,7 @@ static void drop_epoch(struct tdm_engine *eng, const char *why)
 static void activate(struct tdm_engine *eng, const char *why)
 {
     uint64_t gen = 0;
+    char err[256];
     int won;
 
     evtimer_del(eng->hb);
@@ -71,6 +72,11 @@ static void activate(struct tdm_engine *eng, const char *why)
     eng->generation = gen;
     log_notice("%s: primary lost (%s): activating the replica from epoch %llu",
                eng->name, why, (unsigned long long)eng->applied);
+    if (tdm__disk_activate(eng, err, sizeof(err)) < 0) {
+        log_warnx("%s: not activating: %s", eng->name, err);
+        tdm__engine_set_state(eng, TDM_ST_STOPPED);
+        return;
+    }
     if (eng->drv->activate(eng->dom) < 0) {
         log_warnx("%s: the driver failed to activate the replica", eng->name);
         tdm__engine_set_state(eng, TDM_ST_STOPPED);
@@ -166,9 +172,15 @@ static void on_epoch_end(struct tdm_engine *eng, const struct tdm_frame *f)
         return;
     }
     t0 = tdm_now_ns();
+    /* The epoch's disk writes, held until now, go in with its memory. */
+    if (tdm__disk_commit(eng, f->epoch, err, sizeof(err)) < 0) {
+        stream_error(eng, err);
+        return;
+    }
     if (eng->drv->apply(eng->dom, &eng->st) < 0) {
         snprintf(msg, sizeof(msg), "epoch %llu rejected by the driver",
                  (unsigned long long)f->epoch);
+        tdm__disk_invalidate(eng, msg);
         stream_error(eng, msg);
         return;
     }
@@ -311,6 +323,19 @@ static void backup_frame(struct tdm__peer *p, const struct tdm_frame *f,
             return;
         }
         on_epoch_end(eng, f);
+        return;
+    case TDM_MSG_DISK_INFO:
+    case TDM_MSG_DISK:
+        if (eng->in_epoch) {
+            snprintf(err, sizeof(err), "%s inside epoch %llu",
+                     tdm_msg_name(f->type), (unsigned long long)eng->rx_epoch);
+            stream_error(eng, err);
+            return;
+        }
+        if ((f->type == TDM_MSG_DISK_INFO
+                 ? tdm__disk_rx_info(eng, f, err, sizeof(err))
+                 : tdm__disk_rx(eng, f, err, sizeof(err))) < 0)
+            stream_error(eng, err);
         return;
     case TDM_MSG_GOODBYE:
         if (tdm_text_msg_decode(f->payload, f->len, &tm, err, sizeof(err)) < 0)

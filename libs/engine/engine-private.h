@@ -86,6 +86,43 @@ void tdm__output_cleanup(struct tdm_engine *eng);
 /* Close kernel buffers, releasing (discard=false) or dropping what they hold. */
 void tdm__output_close(struct tdm_engine *eng, bool discard);
 
+/* ---- disk replication (disk.c) ---- */
+struct tdm__disk;
+/* The domain configuration's "disk" key: checks it, copies the image path
+ * to image_r ("" without a disk) and sets disk_nbd for the driver. */
+int tdm__disk_parse(struct tdm_host *host, struct tdm_cfg *cfg,
+                    const char *name, const struct tdm_driver_ops *drv,
+                    bool replica, char *image_r, size_t image_len, char *err,
+                    size_t errlen);
+/* Primary: serve the image (before the driver creates the domain). */
+int tdm__disk_start(struct tdm_engine *eng, const char *image, char *err,
+                    size_t errlen);
+/* Backup: the replica's disk, filled by the primary's sync. */
+int tdm__disk_replica(struct tdm_engine *eng, const char *image, char *err,
+                      size_t errlen);
+void tdm__disk_free(struct tdm_engine *eng);
+/* In the pause of epoch next-1: changes answered from now on are next's. */
+int tdm__disk_cut(struct tdm_engine *eng, uint64_t next);
+void tdm__disk_forward(struct tdm_engine *eng);
+int tdm__disk_sync_begin(struct tdm_engine *eng, uint64_t backup_last,
+                         char *err, size_t errlen);
+bool tdm__disk_syncing(struct tdm_engine *eng);
+void tdm__disk_pump(struct tdm_engine *eng);
+void tdm__disk_acked(struct tdm_engine *eng, uint64_t n);
+void tdm__disk_unprotected(struct tdm_engine *eng);
+int tdm__disk_rx_info(struct tdm_engine *eng, const struct tdm_frame *f,
+                      char *err, size_t errlen);
+int tdm__disk_rx(struct tdm_engine *eng, const struct tdm_frame *f, char *err,
+                 size_t errlen);
+int tdm__disk_commit(struct tdm_engine *eng, uint64_t epoch, char *err,
+                     size_t errlen);
+void tdm__disk_invalidate(struct tdm_engine *eng, const char *why);
+int tdm__disk_activate(struct tdm_engine *eng, char *err, size_t errlen);
+void tdm__disk_stats(struct tdm_engine *eng, struct tdm_disk_stats *s);
+/* primary.c, called by disk.c */
+void tdm__primary_disk_synced(struct tdm_engine *eng);
+void tdm__primary_disk_failed(struct tdm_engine *eng, const char *why);
+
 /* ---- engine ---- */
 #define TDM_ACK_RING 64
 
@@ -137,6 +174,7 @@ struct tdm_engine {
                                    means the primary is gone */
 
     struct tdm_engine_metrics m;
+    struct tdm__disk *disk;     /* NULL: no disk replication */
 
     /* output commit (output.c): 0 = the driver's device model, -1 = auto
      * (not yet probed), else a tdm_netbuf_kind */

@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -109,6 +110,8 @@ void tdm__engine_free(struct tdm_engine *eng)
         eng->drv->release(eng->dom);
     else if (eng->dom)
         eng->drv->destroy(eng->dom);
+    eng->dom = NULL;
+    tdm__disk_free(eng);        /* after the driver let go of the disk */
     tdm_staging_dispose(&eng->st);
     tdm_cfg_dispose(&eng->cfg);
     free(eng);
@@ -143,6 +146,7 @@ void tdm_engine_info(struct tdm_engine *eng, struct tdm_engine_info *info)
     info->npages = eng->dom ? eng->drv->npages(eng->dom) : 0;
     tdm__output_stats(eng, &info->out);
     info->m = &eng->m;
+    tdm__disk_stats(eng, &info->disk);
 }
 
 /* ---- guest stopped by itself (driver event, on the loop thread) ---- */
@@ -171,7 +175,7 @@ int tdm_host_create(struct tdm_host *host, const char *cfg_text, size_t len,
     const struct tdm_driver_ops *drv;
     struct tdm_engine *eng = NULL;
     const char *name, *dname;
-    char perr[256];
+    char perr[256], image[PATH_MAX];
     int rc = -1, netbuf_kind = 0;
 
     tdm_cfg_init(&cfg);
@@ -200,6 +204,8 @@ int tdm_host_create(struct tdm_host *host, const char *cfg_text, size_t len,
         goto out;
     }
     if (tdm__output_parse(drv, &cfg, &netbuf_kind, perr, sizeof(perr)) < 0 ||
+        tdm__disk_parse(host, &cfg, name, drv, false, image, sizeof(image),
+                        perr, sizeof(perr)) < 0 ||
         drv->validate(&cfg, perr, sizeof(perr)) < 0) {
         tdm_errf(err, errlen, "domain configuration: %s", perr);
         goto out;
@@ -209,6 +215,10 @@ int tdm_host_create(struct tdm_host *host, const char *cfg_text, size_t len,
     tdm_strlcpy(eng->name, tdm_cfg_get(&eng->cfg, "name"), sizeof(eng->name));
     if (getrandom(eng->uuid, sizeof(eng->uuid), 0) != sizeof(eng->uuid)) {
         tdm_errf(err, errlen, "getrandom: %s", strerror(errno));
+        goto out;
+    }
+    if (tdm__disk_start(eng, image, perr, sizeof(perr)) < 0) {
+        tdm_errf(err, errlen, "%s: disk: %s", eng->name, perr);
         goto out;
     }
     ev.guest_stopped = guest_stopped;
@@ -249,7 +259,7 @@ int tdm__host_create_replica(struct tdm_host *host, const struct tdm_hello *h,
     const struct tdm_driver_ops *drv;
     struct tdm_engine *eng = NULL;
     const char *name;
-    char perr[256];
+    char perr[256], image[PATH_MAX];
     int rc = -1, netbuf_kind = 0;
 
     tdm_cfg_init(&cfg);
@@ -261,6 +271,8 @@ int tdm__host_create_replica(struct tdm_host *host, const struct tdm_hello *h,
     if (tdm_cfg_parse(&cfg, (const char *)h->config, h->config_len, perr,
                       sizeof(perr)) < 0 ||
         tdm__output_parse(drv, &cfg, &netbuf_kind, perr, sizeof(perr)) < 0 ||
+        tdm__disk_parse(host, &cfg, h->name, drv, true, image, sizeof(image),
+                        perr, sizeof(perr)) < 0 ||
         drv->validate(&cfg, perr, sizeof(perr)) < 0) {
         tdm_errf(err, errlen, "domain configuration: %s", perr);
         goto out;
@@ -276,6 +288,10 @@ int tdm__host_create_replica(struct tdm_host *host, const struct tdm_hello *h,
     tdm_strlcpy(eng->name, h->name, sizeof(eng->name));
     memcpy(eng->uuid, h->uuid, sizeof(eng->uuid));
     eng->generation = h->generation;
+    if (tdm__disk_replica(eng, image, perr, sizeof(perr)) < 0) {
+        tdm_errf(err, errlen, "disk: %s", perr);
+        goto out;
+    }
     ev.guest_stopped = guest_stopped;
     ev.arg = eng;
     if (drv->create_replica(&eng->cfg, host->base, &ev, &eng->dom) < 0) {

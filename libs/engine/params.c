@@ -36,6 +36,11 @@ void tdm_host_config_default(struct tdm_host_config *hc)
     tdm_strlcpy(hc->listen_addr, "0.0.0.0", sizeof(hc->listen_addr));
     hc->listen_port = TDM_DEFAULT_PORT;
     hc->accept_replicas = true;
+    tdm_strlcpy(hc->disk_dir, TDM_DEFAULT_DISK_DIR, sizeof(hc->disk_dir));
+    tdm_strlcpy(hc->nbdkit, "nbdkit", sizeof(hc->nbdkit));
+    tdm_strlcpy(hc->nbdkit_plugin, TDM_DEFAULT_NBDKIT_PLUGIN,
+                sizeof(hc->nbdkit_plugin));
+    hc->disk_hold_max = TDM_DEFAULT_DISK_HOLD_MAX;
 }
 
 const char *tdm_role_name(enum tdm_role r)

@@ -75,6 +75,10 @@ static void send_epoch(struct tdm_engine *eng)
     struct iovec iov[3];
     uint64_t before = eng->peer->bytes_out;
 
+    /* Every disk change of this epoch was queued before the cut's ack:
+     * it reaches the backup ahead of the epoch's frames. */
+    tdm__disk_forward(eng);
+
     tdm_epoch_begin_encode(&b, bbuf);
     iov[0] = (struct iovec){bbuf, sizeof(bbuf)};
     tdm__peer_send(eng->peer, TDM_MSG_EPOCH_BEGIN, st->epoch, iov, 1);
@@ -130,6 +134,9 @@ static int do_epoch(struct tdm_engine *eng, bool final)
                   (unsigned long long)next);
         goto out_resume;
     }
+    /* Disk changes answered from here on belong to the next epoch. */
+    if (tdm__disk_cut(eng, next + 1) < 0)
+        goto out_resume;
     t2 = tdm_now_ns();
     /* Outputs made from here on come from state after this checkpoint. */
     tdm__output_cut(eng, next + 1);
@@ -178,7 +185,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     struct tdm_engine *eng = arg;
 
     if (!eng->peer || (eng->state != TDM_ST_SYNCING &&
-                       eng->state != TDM_ST_PROTECTED))
+                       eng->state != TDM_ST_PROTECTED) ||
+        tdm__disk_syncing(eng))
         return;
     if (tdm__peer_pending(eng->peer) > 0) {
         /* Still writing the last epoch: go as soon as it has left. */
@@ -195,6 +203,10 @@ static void primary_drained(struct tdm__peer *p, void *arg)
 {
     struct tdm_engine *eng = arg;
 
+    if (tdm__disk_syncing(eng)) {
+        tdm__disk_pump(eng);
+        return;
+    }
     if (!eng->want_epoch)
         return;
     if (eng->handing_over)
@@ -258,6 +270,7 @@ static void primary_lost(struct tdm_engine *eng, const char *why)
     int won;
 
     log_warnx("%s: lost backup %s: %s", eng->name, eng->peer_str, why);
+    tdm__disk_unprotected(eng);
     tdm__peer_close(eng->peer);
     eng->peer = NULL;
     evtimer_del(eng->tick);
@@ -307,6 +320,7 @@ static void on_ack(struct tdm_engine *eng, uint64_t n)
     }
     eng->acked = n;
     eng->m.acked_epoch = n;
+    tdm__disk_acked(eng, n);
     if (eng->epoch - n < TDM_ACK_RING)
         tdm_stat_add(&eng->m.ack_ns,
                      tdm_now_ns() - eng->resume_ns[n % TDM_ACK_RING]);
@@ -384,6 +398,14 @@ static void primary_frame(struct tdm__peer *p, const struct tdm_frame *f,
         eng->sync_next = true;
         tdm__engine_set_state(eng, TDM_ST_SYNCING);
         timer_add_ms(eng->hb, eng->params.heartbeat_ms);
+        if (eng->disk) {
+            /* The disk first, while the guest runs; its end starts the
+             * first epoch (tdm__primary_disk_synced). */
+            if (tdm__disk_sync_begin(eng, hr.last_epoch, err,
+                                     sizeof(err)) < 0)
+                primary_lost(eng, err);
+            return;
+        }
         epoch_now(eng);
         return;
     case TDM_MSG_ACK:
@@ -415,6 +437,17 @@ static void primary_frame(struct tdm__peer *p, const struct tdm_frame *f,
         primary_lost(eng, err);
         return;
     }
+}
+
+void tdm__primary_disk_synced(struct tdm_engine *eng)
+{
+    if (eng->state == TDM_ST_SYNCING && eng->peer)
+        epoch_now(eng);
+}
+
+void tdm__primary_disk_failed(struct tdm_engine *eng, const char *why)
+{
+    primary_lost(eng, why);
 }
 
 int tdm__primary_protect(struct tdm_engine *eng, const char *host,
@@ -465,6 +498,7 @@ void tdm__primary_unprotect(struct tdm_engine *eng, bool tell_peer)
         evtimer_del(eng->retry);
     }
     eng->want_epoch = false;
+    tdm__disk_unprotected(eng);
     if (eng->final_suspended)
         eng->drv->resume(eng->dom);
     eng->handing_over = eng->final_suspended = false;

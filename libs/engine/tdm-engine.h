@@ -26,6 +26,9 @@ struct tdm_engine;
 #define TDM_DEFAULT_INTERVAL_MS 25
 #define TDM_DEFAULT_HEARTBEAT_MS 50
 #define TDM_DEFAULT_TIMEOUT_MS 250
+#define TDM_DEFAULT_DISK_DIR TDM_LOCALSTATEDIR "/lib/tandem"
+#define TDM_DEFAULT_NBDKIT_PLUGIN TDM_PKGLIBEXECDIR "/nbdkit-tandem-plugin.so"
+#define TDM_DEFAULT_DISK_HOLD_MAX (1ull << 30)
 
 struct tdm_engine_params {
     uint32_t interval_ms;   /* epoch interval: 1 .. 10000, default 25 (40 Hz) */
@@ -45,6 +48,14 @@ struct tdm_host_config {
     bool accept_replicas;   /* act as backup for domains offered to us */
     char fence_path[256];   /* split-brain lease file on shared storage; ""
                                = none */
+    /* Disk replication (disk.c): where the NBD export and write-log sockets
+     * (NAME.nbd, NAME.log) and a backup's replica images (NAME.img) live,
+     * how nbdkit and our plugin are found, and how many bytes of unapplied
+     * writes a backup may hold. */
+    char disk_dir[200];     /* default TDM_DEFAULT_DISK_DIR */
+    char nbdkit[256];       /* default "nbdkit" (PATH) */
+    char nbdkit_plugin[256];/* default TDM_DEFAULT_NBDKIT_PLUGIN */
+    uint64_t disk_hold_max; /* default 1 GiB */
 };
 void tdm_host_config_default(struct tdm_host_config *hc);
 
@@ -127,6 +138,26 @@ struct tdm_engine_metrics {
     struct tdm_stat apply_ns;   /* backup: apply time */
 };
 
+/* Disk replication figures (disk.c); present is false without a disk. */
+struct tdm_disk_stats {
+    bool present;
+    bool in_sync;               /* primary: the backup's disk matches at the
+                                   acked epoch; backup: activatable */
+    bool syncing;               /* primary: a sync pass is running */
+    bool broken;                /* primary: the write log failed */
+    uint64_t size;              /* bytes */
+    uint64_t records, bytes;    /* primary: forwarded; backup: received */
+    uint64_t discarded;         /* primary: records while unprotected */
+    uint64_t syncs, resyncs;    /* full and partial syncs started */
+    uint64_t sync_done, sync_total;     /* bytes of the current/last pass */
+    uint64_t sync_sent;         /* bytes actually sent (zeros skipped) */
+    uint64_t sync_ns;           /* the last completed pass */
+    uint64_t cut_ns_max;        /* primary: longest cut in a pause */
+    uint64_t committed_epoch;   /* backup */
+    uint64_t held_records, held_bytes;  /* backup */
+    uint64_t applied_records;   /* backup */
+};
+
 struct tdm_engine_info {
     const char *name;
     const char *driver;
@@ -137,6 +168,7 @@ struct tdm_engine_info {
     uint64_t npages;
     struct tdm_output_stats out;
     const struct tdm_engine_metrics *m;
+    struct tdm_disk_stats disk;
 };
 void tdm_engine_info(struct tdm_engine *eng, struct tdm_engine_info *info);
 

@@ -23,6 +23,8 @@ const char *tdm_msg_name(uint16_t type)
         [TDM_MSG_GOODBYE] = "GOODBYE",
         [TDM_MSG_HANDOVER] = "HANDOVER",
         [TDM_MSG_ERROR] = "ERROR",
+        [TDM_MSG_DISK] = "DISK",
+        [TDM_MSG_DISK_INFO] = "DISK_INFO",
     };
     return type < TDM_MSG_MAX_ && names[type] ? names[type] : "UNKNOWN";
 }
@@ -210,6 +212,36 @@ int tdm_heartbeat_decode(const uint8_t *p, size_t len, struct tdm_heartbeat *h,
                     TDM_HEARTBEAT_SIZE);
     h->sent_ns = tdm_get_le64(p);
     h->last_epoch = tdm_get_le64(p + 8);
+    return 0;
+}
+
+void tdm_disk_info_encode(const struct tdm_disk_info *d, uint8_t *out)
+{
+    tdm_put_le64(out, d->size);
+    tdm_put_le64(out + 8, d->base_epoch);
+    tdm_put_le64(out + 16, d->sync_epoch);
+}
+
+int tdm_disk_info_decode(const uint8_t *p, size_t len,
+                         struct tdm_disk_info *d, char *err, size_t errlen)
+{
+    struct tdm_disk_info v;
+
+    if (len != TDM_DISK_INFO_SIZE)
+        return tdm_errf(err, errlen, "DISK_INFO of %zu bytes, %d expected",
+                        len, TDM_DISK_INFO_SIZE);
+    v.size = tdm_get_le64(p);
+    v.base_epoch = tdm_get_le64(p + 8);
+    v.sync_epoch = tdm_get_le64(p + 16);
+    if (v.size < 512 || v.size % 512 || v.size > (1ull << 50))
+        return tdm_errf(err, errlen, "DISK_INFO: disk size %llu is not a "
+                        "multiple of 512 from 512 to 2^50",
+                        (unsigned long long)v.size);
+    if (v.sync_epoch <= v.base_epoch)
+        return tdm_errf(err, errlen, "DISK_INFO: sync epoch %llu is not after "
+                        "base epoch %llu", (unsigned long long)v.sync_epoch,
+                        (unsigned long long)v.base_epoch);
+    *d = v;
     return 0;
 }
 

@@ -47,7 +47,11 @@ enum tdm_msg {
     TDM_MSG_GOODBYE = 9,      /* primary -> backup: protection ended, drop */
     TDM_MSG_HANDOVER = 10,    /* primary -> backup: planned switch, activate */
     TDM_MSG_ERROR = 11,       /* either way: fatal error, then close */
-    TDM_MSG_MAX_ = 12,
+    TDM_MSG_DISK = 12,        /* primary -> backup: one disk change, a
+                                 tdm-blkrep.h record; never inside an epoch */
+    TDM_MSG_DISK_INFO = 13,   /* primary -> backup: the disk and how it is
+                                 brought in sync (struct tdm_disk_info) */
+    TDM_MSG_MAX_ = 14,
 };
 
 const char *tdm_msg_name(uint16_t type);
@@ -115,6 +119,22 @@ struct tdm_heartbeat {
 void tdm_heartbeat_encode(const struct tdm_heartbeat *h, uint8_t *out);
 int tdm_heartbeat_decode(const uint8_t *p, size_t len, struct tdm_heartbeat *h,
                          char *err, size_t errlen);
+
+/* DISK_INFO, sent once after HELLO_REPLY when the domain has a disk and
+ * before any DISK frame. base_epoch 0: a full sync follows (every byte of
+ * the disk, as WRITE records of epoch sync_epoch); otherwise a resync of
+ * what changed after base_epoch, which must be the backup's last applied
+ * epoch. The backup's disk matches the replica's memory from the commit of
+ * sync_epoch on. */
+#define TDM_DISK_INFO_SIZE 24
+struct tdm_disk_info {
+    uint64_t size;                      /* bytes, a multiple of 512, >= 512 */
+    uint64_t base_epoch;
+    uint64_t sync_epoch;                /* > base_epoch */
+};
+void tdm_disk_info_encode(const struct tdm_disk_info *d, uint8_t *out);
+int tdm_disk_info_decode(const uint8_t *p, size_t len,
+                         struct tdm_disk_info *d, char *err, size_t errlen);
 
 #define TDM_EPOCH_BEGIN_SIZE 16
 struct tdm_epoch_begin {

@@ -222,6 +222,23 @@ const char *tdm_cfg_get(struct tdm_cfg *c, const char *key)
     return NULL;
 }
 
+void tdm_cfg_set(struct tdm_cfg *c, const char *key, const char *value)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        if (!strcmp(c->v[i].key, key)) {
+            free(c->v[i].value);
+            c->v[i].value = tdm_strdup(value);
+            c->v[i].used = true;
+            return;
+        }
+    }
+    c->v = tdm_realloc(c->v, (c->n + 1) * sizeof(*c->v));
+    c->v[c->n] = (struct tdm_cfg_entry){.key = tdm_strdup(key),
+                                        .value = tdm_strdup(value),
+                                        .line = 0, .used = true};
+    c->n++;
+}
+
 int tdm_cfg_get_u64(struct tdm_cfg *c, const char *key, uint64_t def,
                     uint64_t min, uint64_t max, uint64_t *v_r, char *err,
                     size_t errlen)

@@ -47,6 +47,10 @@ const char *tdm_cfg_get(struct tdm_cfg *c, const char *key);
 int tdm_cfg_get_u64(struct tdm_cfg *c, const char *key, uint64_t def,
                     uint64_t min, uint64_t max, uint64_t *v_r, char *err,
                     size_t errlen);
+/* Set or replace key's value, marked used: what a caller adds for the code
+ * it hands the configuration to (the engine gives a driver its disk's NBD
+ * socket). The parsed text is left as it was. */
+void tdm_cfg_set(struct tdm_cfg *c, const char *key, const char *value);
 /* -1 with "unknown key 'x' at line N" if any entry was never read. */
 int tdm_cfg_check_unused(const struct tdm_cfg *c, char *err, size_t errlen);
 

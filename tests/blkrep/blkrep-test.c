@@ -42,6 +42,7 @@
 
 #include <libnbd.h>
 
+#include "nbdkit-env.h"
 #include "tdm-blkrep.h"
 #include "tdm-util.h"
 
@@ -373,81 +374,11 @@ static void *rx_main(void *arg)
 
 /* ---- the primary: nbdkit with the plugin ---- */
 
-static bool find_in_path(const char *name, char *out, size_t outlen)
+
+static void find_plugin(void)
 {
-    const char *path = getenv("PATH");
-    char *dup, *save = NULL;
-    bool found = false;
-
-    if (!path)
-        return false;
-    dup = tdm_strdup(path);
-    for (char *d = strtok_r(dup, ":", &save); d && !found;
-         d = strtok_r(NULL, ":", &save)) {
-        snprintf(out, outlen, "%s/%s", *d ? d : ".", name);
-        found = access(out, X_OK) == 0;
-    }
-    free(dup);
-    return found;
-}
-
-static void find_plugin(const char *argv0)
-{
-    const char *env = getenv("BLKREP_PLUGIN");
-    const char *top = getenv("top_builddir");
-    char exe[PATH_MAX - 64];
-    ssize_t n;
-
-    if (env) {
-        snprintf(T.plugin, sizeof(T.plugin), "%s", env);
-    } else if (top) {
-        snprintf(T.plugin, sizeof(T.plugin),
-                 "%s/libs/blkrep/nbdkit-tandem-plugin.so", top);
-    } else {
-        /* this program is tests/blkrep/blkrep-test in the build tree */
-        n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-        if (n < 0)
-            die("readlink /proc/self/exe: %s", strerror(errno));
-        exe[n] = '\0';
-        *strrchr(exe, '/') = '\0';
-        snprintf(T.plugin, sizeof(T.plugin),
-                 "%s/../../libs/blkrep/nbdkit-tandem-plugin.so", exe);
-    }
-    if (access(T.plugin, R_OK) != 0)
+    if (tdm_test_find_plugin(T.plugin, sizeof(T.plugin), "../..") < 0)
         die("plugin %s: %s (build it with make)", T.plugin, strerror(errno));
-}
-
-/* In a sanitizer build (tests/run-all.sh's step 2) the plugin needs the
- * ASan runtime loaded first, which nbdkit does not have: give it ours. */
-#if defined(__SANITIZE_ADDRESS__)
-#define BLKREP_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define BLKREP_ASAN 1
-#endif
-#endif
-
-static void preload_asan(void)
-{
-#ifdef BLKREP_ASAN
-    char line[PATH_MAX + 128];
-    FILE *f = fopen("/proc/self/maps", "r");
-
-    if (!f)
-        return;
-    while (fgets(line, sizeof(line), f)) {
-        char *path = strchr(line, '/');
-
-        if (path && strstr(path, "/libasan.so")) {
-            path[strcspn(path, "\n")] = '\0';
-            setenv("LD_PRELOAD", path, 1);
-            /* nbdkit's own allocations are not ours to judge */
-            setenv("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=1", 1);
-            break;
-        }
-    }
-    fclose(f);
-#endif
 }
 
 static void setup_dir(void)
@@ -514,7 +445,7 @@ static void start_primary(void)
         argv[n++] = log_arg;
         argv[n++] = epoch_arg;
         argv[n] = NULL;
-        preload_asan();
+        tdm_test_preload_asan();
         execv(T.nbdkit, argv);
         fprintf(stderr, "exec %s: %s\n", T.nbdkit, strerror(errno));
         _exit(127);
@@ -987,7 +918,7 @@ static void broken_log(bool bad_cut)
         die("a change refused with EIO reached the primary image");
 }
 
-int main(int argc, char **argv)
+int main(void)
 {
     enum phase plan[ITERATIONS];
     struct fo_result fo[NFAILOVERS];
@@ -998,11 +929,11 @@ int main(int argc, char **argv)
 
     setvbuf(stdout, NULL, _IOLBF, 0);
     signal(SIGPIPE, SIG_IGN);
-    if (!find_in_path("nbdkit", T.nbdkit, sizeof(T.nbdkit))) {
+    if (!tdm_test_find_in_path("nbdkit", T.nbdkit, sizeof(T.nbdkit))) {
         printf("SKIP: nbdkit is not in PATH (apt-get install nbdkit)\n");
         return 77;
     }
-    find_plugin(argv[0]);
+    find_plugin();
     seed = seed_env ? strtoull(seed_env, NULL, 0)
                     : (tdm_wall_ns() ^ ((uint64_t)getpid() << 32));
     T.rng = seed ? seed : 1;

@@ -25,6 +25,7 @@ static void payload(const struct tdm_frame *f)
         struct tdm_pages p;
         struct tdm_epoch_end e;
         struct tdm_text_msg t;
+        struct tdm_disk_info d;
     } u;
 
     switch (f->type) {
@@ -50,6 +51,9 @@ static void payload(const struct tdm_frame *f)
         break;
     case TDM_MSG_EPOCH_END:
         tdm_epoch_end_decode(f->payload, f->len, &u.e, err, sizeof(err));
+        break;
+    case TDM_MSG_DISK_INFO:
+        tdm_disk_info_decode(f->payload, f->len, &u.d, err, sizeof(err));
         break;
     case TDM_MSG_GOODBYE:
     case TDM_MSG_ERROR:

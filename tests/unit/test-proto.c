@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <string.h>
 #include <cmocka.h>
 
 #include "tdm-proto.h"
@@ -231,7 +232,38 @@ static void test_small_payloads(void **state)
     assert_int_equal(tdm_text_msg_decode(buf, 2, &m, err, sizeof(err)), -1);
 
     assert_string_equal(tdm_msg_name(TDM_MSG_EPOCH_END), "EPOCH_END");
+    assert_string_equal(tdm_msg_name(TDM_MSG_DISK_INFO), "DISK_INFO");
     assert_string_equal(tdm_msg_name(999), "UNKNOWN");
+}
+
+static void test_disk_info(void **state)
+{
+    uint8_t buf[TDM_DISK_INFO_SIZE];
+    char err[128];
+    struct tdm_disk_info d = {.size = 1 << 20, .base_epoch = 7,
+                              .sync_epoch = 9}, d2 = {0};
+
+    (void)state;
+    tdm_disk_info_encode(&d, buf);
+    assert_int_equal(tdm_disk_info_decode(buf, sizeof(buf), &d2, err, sizeof(err)), 0);
+    assert_int_equal(d2.size, 1 << 20);
+    assert_int_equal(d2.base_epoch, 7);
+    assert_int_equal(d2.sync_epoch, 9);
+    assert_int_equal(tdm_disk_info_decode(buf, sizeof(buf) - 1, &d2, err, sizeof(err)), -1);
+    /* not a multiple of 512; empty; sync epoch not after the base */
+    d.size = 1000;
+    tdm_disk_info_encode(&d, buf);
+    assert_int_equal(tdm_disk_info_decode(buf, sizeof(buf), &d2, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "multiple of 512"));
+    d.size = 0;
+    tdm_disk_info_encode(&d, buf);
+    assert_int_equal(tdm_disk_info_decode(buf, sizeof(buf), &d2, err, sizeof(err)), -1);
+    d.size = 4096;
+    d.sync_epoch = 7;
+    tdm_disk_info_encode(&d, buf);
+    assert_int_equal(tdm_disk_info_decode(buf, sizeof(buf), &d2, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "not after"));
+    assert_int_equal(d2.size, 1 << 20);     /* untouched on error */
 }
 
 int main(void)
@@ -243,6 +275,7 @@ int main(void)
         cmocka_unit_test(test_hello),
         cmocka_unit_test(test_pages),
         cmocka_unit_test(test_small_payloads),
+        cmocka_unit_test(test_disk_info),
     };
     tdm_log_init("test-proto", true, TDM_LOG_ERR - 1);
     return cmocka_run_group_tests(tests, NULL, NULL);
