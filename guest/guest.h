@@ -3,7 +3,7 @@
  * The micro-VM firmware's private header. net.c, kv.c, fmt.c and cmdline.c
  * build both freestanding (the firmware) and hosted (tests/unit/
  * test-guest-kv.c, which supplies the hc_* functions they call); start.S,
- * main.c, hc.c and rt.c are the firmware's alone.
+ * main.c, disk.c, hc.c and rt.c are the firmware's alone.
  */
 #ifndef GUEST_H
 #define GUEST_H
@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kv-disk.h"
 #include "kv-proto.h"
 #include "uvm-abi.h"
 
@@ -32,6 +33,8 @@ size_t strlen(const char *s);
 /* ---- main.c: entered from start.S with .bss zeroed ---- */
 
 _Noreturn void guest_main(uint64_t ram_size);
+/* The message to the host (UVM_HC_PANIC); the guest stops there. */
+_Noreturn void guest_panic(const char *fmt, ...) GUEST_PRINTF(1, 2);
 
 /* ---- hypercalls (hc.c; the unit test has its own) ---- */
 
@@ -42,6 +45,10 @@ int hc_net_tx(const void *frame, size_t len);
 int hc_net_rx(void *buf, size_t len);
 int hc_wait(uint64_t timeout_us);
 int hc_config(char *buf, size_t len);
+int hc_disk_info(uint64_t *size);
+int hc_disk_read(uint64_t offset, void *buf, uint32_t len);
+int hc_disk_write(uint64_t offset, const void *buf, uint32_t len);
+int hc_disk_flush(void);
 _Noreturn void hc_panic(const char *msg, size_t len);
 
 /* ---- fmt.c: a printf subset (%d %u %x %s %c %%, l/ll/z, width, 0, %.*s) ---- */
@@ -97,6 +104,17 @@ struct kv_stats {
 
 struct net_stats;
 
+struct kv;
+
+/* A copy of the table elsewhere (disk.c: the disk). Both are called on the
+ * request path, before the reply exists. */
+struct kv_mirror {
+    /* Slots first .. first + count - 1 (modulo the slot count) changed. */
+    void (*sync)(struct kv *kv, uint32_t first, uint32_t count);
+    /* How many slots differ from the copy (the header counts as one). */
+    uint32_t (*fsck)(struct kv *kv);
+};
+
 struct kv {
     struct kv_slot *slots;
     uint32_t mask;              /* slot count - 1; the count is a power of 2 */
@@ -105,6 +123,7 @@ struct kv {
     uint64_t clock;
     struct kv_stats stats;
     const struct net_stats *net_stats;  /* for STATS; may be NULL */
+    const struct kv_mirror *mirror;     /* NULL: memory only */
     struct kv_client clients[KV_CLIENTS];
 };
 
@@ -113,6 +132,17 @@ int kv_init(struct kv *kv, void *mem, size_t bytes, uint32_t seed);
 /* Handles one request datagram; writes the reply (<= KV_REP_MAX bytes)
  * to reply and returns its length, or 0 when nothing is to be sent. */
 size_t kv_handle(struct kv *kv, const uint8_t *req, size_t len, uint8_t *reply);
+/* NULL if the table is consistent (every used slot reachable from its home
+ * slot, hashes right, item count right), else what is wrong; *slot_r gets
+ * the slot. For a table loaded from elsewhere. */
+const char *kv_check(const struct kv *kv, uint32_t *slot_r);
+
+/* ---- disk.c: the table mirrored onto the disk (firmware only) ---- */
+
+/* No disk, or one too small: logs it, leaves kv as it is. Otherwise loads
+ * the table from the disk if it holds one of this geometry, or writes this
+ * one there, and sets kv->mirror. Panics on a disk error. */
+void disk_attach(struct kv *kv);
 
 /* ---- net.c: Ethernet, ARP, IPv4, ICMP echo, UDP ---- */
 

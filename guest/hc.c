@@ -57,3 +57,31 @@ _Noreturn void hc_panic(const char *msg, size_t len)
     for (;;)
         __asm__ volatile("hlt");
 }
+
+static int hc_disk(uint32_t op, uint64_t offset, uint64_t buf, uint32_t len)
+{
+    struct uvm_disk_req req = {.op = op, .len = len, .offset = offset,
+                               .buf = buf};
+
+    return HC(UVM_HC_DISK, (uintptr_t)&req, 0, 0);
+}
+
+int hc_disk_info(uint64_t *size)
+{
+    return hc_disk(UVM_DISK_INFO, 0, (uintptr_t)size, sizeof(*size));
+}
+
+int hc_disk_read(uint64_t offset, void *buf, uint32_t len)
+{
+    return hc_disk(UVM_DISK_READ, offset, (uintptr_t)buf, len);
+}
+
+int hc_disk_write(uint64_t offset, const void *buf, uint32_t len)
+{
+    return hc_disk(UVM_DISK_WRITE, offset, (uintptr_t)buf, len);
+}
+
+int hc_disk_flush(void)
+{
+    return hc_disk(UVM_DISK_FLUSH, 0, 0, 0);
+}

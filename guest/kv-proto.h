@@ -42,6 +42,12 @@
  *                                 value is not 8 bytes long
  *   DEL   key                  -> OK or NOT_FOUND
  *   STATS (no key, no value)   -> OK + "name=value name=value ..." text
+ *   FSCK  (no key, no value)   -> OK + KV_FSCK_LEN bytes: u32 slots that
+ *                                 differ between the table in memory and
+ *                                 its disk mirror (the header counts as
+ *                                 one), u32 items, u32 slots, u32 flags
+ *                                 (KV_FSCK_DISK: the mirror is on; without
+ *                                 it nothing was compared)
  */
 #ifndef KV_PROTO_H
 #define KV_PROTO_H
@@ -80,7 +86,11 @@ enum kv_op {
     KV_OP_INCR = 3,
     KV_OP_DEL = 4,
     KV_OP_STATS = 5,
+    KV_OP_FSCK = 6,
 };
+
+#define KV_FSCK_LEN 16u
+#define KV_FSCK_DISK 0x1u
 
 enum kv_status {
     KV_OK = 0,

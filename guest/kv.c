@@ -12,13 +12,14 @@
 
 static uint32_t kv_hash(const struct kv *kv, const uint8_t *key, size_t len)
 {
-    uint32_t h = 2166136261u ^ kv->seed;    /* FNV-1a */
+    return kvd_hash(kv->seed, key, len);    /* FNV-1a */
+}
 
-    for (size_t i = 0; i < len; i++) {
-        h ^= key[i];
-        h *= 16777619u;
-    }
-    return h;
+/* Before the reply: the mirror holds what the reply reports. */
+static void kv_sync(struct kv *kv, uint32_t first, uint32_t count)
+{
+    if (kv->mirror)
+        kv->mirror->sync(kv, first, count);
 }
 
 int kv_init(struct kv *kv, void *mem, size_t bytes, uint32_t seed)
@@ -38,7 +39,7 @@ int kv_init(struct kv *kv, void *mem, size_t bytes, uint32_t seed)
     kv->mask = (uint32_t)(count - 1);
     /* Keeps probe runs short and guarantees an empty slot, which ends every
      * probe loop below. */
-    kv->max_items = (uint32_t)(count - count / 8);
+    kv->max_items = kvd_max_items((uint32_t)count);
     kv->seed = seed;
     for (size_t i = 0; i < count; i++)
         kv->slots[i].used = 0;
@@ -77,7 +78,7 @@ static struct kv_slot *kv_insert(struct kv *kv, uint32_t i, const uint8_t *key,
 
 static void kv_remove(struct kv *kv, struct kv_slot *s)
 {
-    uint32_t i = (uint32_t)(s - kv->slots), j = i, home;
+    uint32_t i = (uint32_t)(s - kv->slots), j = i, home, first = i;
 
     /* Pull back every later entry of the run whose home slot does not lie
      * cyclically in (i, j]: lookups then never meet a hole before it. */
@@ -93,6 +94,35 @@ static void kv_remove(struct kv *kv, struct kv_slot *s)
     }
     kv->slots[i].used = 0;
     kv->items--;
+    /* Every slot from the removed one to the last one moved. */
+    kv_sync(kv, first, ((i - first) & kv->mask) + 1);
+}
+
+const char *kv_check(const struct kv *kv, uint32_t *slot_r)
+{
+    uint32_t items = 0;
+
+    for (uint32_t i = 0; i <= kv->mask; i++) {
+        const struct kv_slot *s = &kv->slots[i];
+        *slot_r = i;
+        if (!s->used)
+            continue;
+        items++;
+        if (!s->key_len || s->key_len > KV_KEY_MAX ||
+            s->value_len > KV_VALUE_MAX)
+            return "bad key or value length";
+        if (s->hash != kv_hash(kv, s->key, s->key_len))
+            return "hash does not match the key";
+        for (uint32_t j = s->hash & kv->mask; j != i; j = (j + 1) & kv->mask)
+            if (!kv->slots[j].used)
+                return "not reachable from its home slot";
+    }
+    *slot_r = 0;
+    if (items != kv->items)
+        return "item count differs";
+    if (items > kv->max_items)
+        return "more items than the table may hold";
+    return NULL;
 }
 
 static int kv_format_stats(struct kv *kv, char *out, size_t size)
@@ -146,6 +176,16 @@ static uint8_t kv_execute(struct kv *kv, uint8_t op, const uint8_t *key,
         *out_len_r = (uint16_t)kv_format_stats(kv, (char *)out, KV_VALUE_MAX);
         return KV_OK;
     }
+    if (op == KV_OP_FSCK) {
+        if (key_len || value_len)
+            return KV_BAD_REQUEST;
+        kv_put_le32(out, kv->mirror ? kv->mirror->fsck(kv) : 0);
+        kv_put_le32(out + 4, kv->items);
+        kv_put_le32(out + 8, kv->mask + 1);
+        kv_put_le32(out + 12, kv->mirror ? KV_FSCK_DISK : 0);
+        *out_len_r = KV_FSCK_LEN;
+        return KV_OK;
+    }
     if (!key_len)
         return KV_BAD_REQUEST;
     hash = kv_hash(kv, key, key_len);
@@ -160,6 +200,7 @@ static uint8_t kv_execute(struct kv *kv, uint8_t op, const uint8_t *key,
         }
         memcpy(s->value, value, value_len);
         s->value_len = value_len;
+        kv_sync(kv, (uint32_t)(s - kv->slots), 1);
         return KV_OK;
 
     case KV_OP_GET:
@@ -184,6 +225,7 @@ static uint8_t kv_execute(struct kv *kv, uint8_t op, const uint8_t *key,
         /* Unsigned arithmetic: two's complement wrap, never UB. */
         counter = kv_get_le64(s->value) + kv_get_le64(value);
         kv_put_le64(s->value, counter);
+        kv_sync(kv, (uint32_t)(s - kv->slots), 1);
         kv_put_le64(out, counter);
         *out_len_r = 8;
         return KV_OK;

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-only */
 /*
  * kv-guest: the micro-VM's firmware. A UDP key-value service (kv.c over
- * net.c) plus an optional memory-dirtying loop for benchmarks.
+ * net.c), its table mirrored onto the disk when the domain has one
+ * (disk.c), plus an optional memory-dirtying loop for benchmarks.
  *
  * Memory, from the bottom of RAM:
  *   0 .. UVM_LOAD_ADDR      unused
@@ -24,7 +25,7 @@ static struct net net;
 static uint8_t rx_frame[UVM_FRAME_MAX];
 static char cmdline[256];
 
-static _Noreturn GUEST_PRINTF(1, 2) void guest_panic(const char *fmt, ...)
+_Noreturn void guest_panic(const char *fmt, ...)
 {
     char msg[256];
     va_list ap;
@@ -108,6 +109,8 @@ _Noreturn void guest_main(uint64_t ram_size)
         guest_log("no random seed: using a fixed hash seed");
     if (kv_init(&kv, (void *)(uintptr_t)heap, (size_t)store, seed) < 0)
         guest_panic("kv-guest: no room for the KV store");
+    /* With a disk, the table lives there too (and may come from there). */
+    disk_attach(&kv);
 
     memset(&info, 0, sizeof(info));
     have_net = hc_net_info(&info) == 0 && (info.flags & UVM_NET_PRESENT);

@@ -23,8 +23,27 @@
  *   against RAM and fails the call with -UVM_EFAULT otherwise.
  *   Every value the host writes into guest RAM is marked dirty.
  *
+ * Disk
+ *   Present when the domain has disk_nbd (an NBD export the host connected
+ *   to before the first instruction); otherwise UVM_HC_DISK fails with
+ *   -UVM_ENOSYS. One call takes one struct uvm_disk_req (all fields
+ *   little-endian, as the machine) and completes synchronously: when it
+ *   returns, the export has answered. Per op:
+ *     UVM_DISK_INFO   the disk size in bytes, a u64, to buf; offset 0, len 8
+ *     UVM_DISK_READ   len bytes at offset into buf (marked dirty)
+ *     UVM_DISK_WRITE  len bytes from buf to offset
+ *     UVM_DISK_FLUSH  what was written reaches stable storage; offset and
+ *                     len 0, buf ignored
+ *   READ and WRITE: offset and len multiples of UVM_DISK_SECTOR, len 1 ..
+ *   UVM_DISK_MAX_IO bytes, the range inside the disk. Errors: -UVM_ENOSYS
+ *   no disk, -UVM_EINVAL a bad op, offset, len or range, -UVM_EFAULT the
+ *   request or buf not inside RAM, -UVM_EIO the export failed (the host
+ *   logs why). A write is not visible to a replica by itself: the disk is
+ *   replicated underneath, by the export.
+ *
  * Non-determinism: time, random bytes and received frames are the only
  * inputs from outside; the host passes each through one logged function.
+ * Disk contents are not an input: the disk is replicated with the epoch.
  */
 #ifndef UVM_ABI_H
 #define UVM_ABI_H
@@ -59,7 +78,7 @@ enum uvm_hypercall {
     UVM_HC_EXIT = 0x18,
     /* (gpa msg, len) -> does not return: the guest crashed. */
     UVM_HC_PANIC = 0x19,
-    /* Disk (issue: blkrep). (gpa struct uvm_disk_req) -> 0 or -errno. */
+    /* (gpa struct uvm_disk_req) -> 0 or -UVM_E*. See "Disk" above. */
     UVM_HC_DISK = 0x1a,
 };
 
@@ -84,12 +103,21 @@ struct uvm_net_info {
 };
 #define UVM_NET_PRESENT 0x01
 
-enum uvm_disk_op { UVM_DISK_READ = 0, UVM_DISK_WRITE = 1, UVM_DISK_FLUSH = 2,
-                   UVM_DISK_INFO = 3 };
+#define UVM_DISK_SECTOR 512u
+#define UVM_DISK_MAX_IO (1u << 20)
+
+enum uvm_disk_op {
+    UVM_DISK_INFO = 1,
+    UVM_DISK_READ = 2,
+    UVM_DISK_WRITE = 3,
+    UVM_DISK_FLUSH = 4,
+};
+
+/* UVM_HC_DISK's argument, 24 bytes at a guest-physical address. */
 struct uvm_disk_req {
-    uint32_t op;
-    uint32_t count;             /* sectors of 512 bytes */
-    uint64_t sector;
+    uint32_t op;                /* enum uvm_disk_op */
+    uint32_t len;               /* bytes */
+    uint64_t offset;            /* bytes from the start of the disk */
     uint64_t buf;               /* gpa */
 };
 

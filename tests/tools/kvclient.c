@@ -102,8 +102,10 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "usage: kvclient -s IP:PORT [-r MS] [-T MS] [-c CLIENT_ID] COMMAND ...\n"
-        "  put KEY VALUE | get KEY | incr KEY DELTA | del KEY | stats\n"
-        "        one request, resent every -r MS (50) for up to -T MS (5000)\n"
+        "  put KEY VALUE | get KEY | incr KEY DELTA | del KEY | stats | fsck\n"
+        "        one request, resent every -r MS (50) for up to -T MS (5000);\n"
+        "        fsck compares the table with its disk mirror and fails (1)\n"
+        "        on any difference or without a disk\n"
         "  wait  succeed once the server answers (within -T MS)\n"
         "  load -d SECONDS -k NKEYS -o ACKLOG [-w WINDOW]\n"
         "        PUT k<i> and INCR ctr; each acked write is appended to ACKLOG\n"
@@ -751,6 +753,7 @@ static int cmd_single(struct kvc *kvc, const struct opts *o, const char *cmd,
         { "put", KV_OP_PUT, 2 },   { "get", KV_OP_GET, 1 },
         { "incr", KV_OP_INCR, 2 }, { "del", KV_OP_DEL, 1 },
         { "stats", KV_OP_STATS, 0 }, { "wait", KV_OP_STATS, 0 },
+        { "fsck", KV_OP_FSCK, 0 },
     };
     const void *value = NULL;
     size_t value_len = 0, i;
@@ -808,6 +811,24 @@ static int cmd_single(struct kvc *kvc, const struct opts *o, const char *cmd,
     default:
         printf("BAD_REQUEST\n");
         return EXIT_STATUS;
+    }
+    if (cmds[i].op == KV_OP_FSCK) {
+        uint32_t differ, items, slots, flags;
+        if (rep.len != KV_FSCK_LEN) {
+            fprintf(stderr, "kvclient: fsck: a reply of %u bytes, %u expected\n",
+                    rep.len, KV_FSCK_LEN);
+            return EXIT_FAILURE;
+        }
+        differ = kv_get_le32(rep.value);
+        items = kv_get_le32(rep.value + 4);
+        slots = kv_get_le32(rep.value + 8);
+        flags = kv_get_le32(rep.value + 12);
+        if (!(flags & KV_FSCK_DISK)) {
+            printf("fsck: items=%u slots=%u disk=none\n", items, slots);
+            return EXIT_FAILURE;
+        }
+        printf("fsck: items=%u slots=%u differ=%u\n", items, slots, differ);
+        return differ ? EXIT_FAILURE : 0;
     }
     if (cmds[i].op == KV_OP_INCR && rep.len == 8)
         printf("%" PRId64 "\n", (int64_t)kv_get_le64(rep.value));
@@ -935,7 +956,8 @@ int main(int argc, char **argv)
             goto usage;
     } else if (!strcmp(cmd, "put") || !strcmp(cmd, "get") ||
                !strcmp(cmd, "incr") || !strcmp(cmd, "del") ||
-               !strcmp(cmd, "stats") || !strcmp(cmd, "wait")) {
+               !strcmp(cmd, "stats") || !strcmp(cmd, "wait") ||
+               !strcmp(cmd, "fsck")) {
         if (check_opts(&o, cmd, "", "") < 0)
             goto usage;
     } else {

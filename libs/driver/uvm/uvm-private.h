@@ -7,6 +7,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <sys/un.h>
+
+#include <libnbd.h>
 #include <unicorn/unicorn.h>
 
 #include "driver.h"
@@ -99,6 +102,13 @@ struct tdm_dom {
     char extra[1025];
     struct uvm_nic nic;
 
+    /* The disk: an NBD export, used only on the vCPU thread once it runs
+     * (connected before it starts, closed after it has stopped). */
+    char disk_nbd[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    struct nbd_handle *nbd;     /* NULL: no disk, or a replica not active */
+    uint64_t disk_size;
+    uint8_t *disk_bounce;       /* UVM_DISK_MAX_IO, for reads */
+
     uc_engine *uc;
     uc_hook hk_write, hk_in;
     pthread_t thread;
@@ -144,6 +154,9 @@ struct tdm_dom {
 /* For tests: frames released go here instead of a TAP when set. */
 extern void (*uvm_test_tx_hook)(struct tdm_dom *d, const uint8_t *frame,
                                 size_t len);
+/* For tests: when >= 0, a domain with a vif gets a duplicate of this fd
+ * (a datagram socket: one frame per message) instead of a TAP. */
+extern int uvm_test_nic_fd;
 void uvm_set_input_recorder(struct tdm_dom *d, uvm_input_recorder fn,
                             void *arg);
 

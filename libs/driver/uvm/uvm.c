@@ -21,6 +21,7 @@
 #include <linux/if_tun.h>
 #include <linux/sockios.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -36,6 +37,7 @@
 
 void (*uvm_test_tx_hook)(struct tdm_dom *d, const uint8_t *frame,
                          size_t len);
+int uvm_test_nic_fd = -1;
 
 static const int gpr_ids[UVM_NGPR] = {
     UC_X86_REG_RAX, UC_X86_REG_RBX, UC_X86_REG_RCX, UC_X86_REG_RDX,
@@ -52,6 +54,7 @@ struct uvm_conf {
     char kernel[PATH_MAX];
     char extra[1025];
     struct uvm_nic nic;
+    char disk_nbd[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
 static int vif_opt(const char *k, const char *v, void *arg)
@@ -113,9 +116,14 @@ static int conf_parse(struct tdm_cfg *cfg, struct uvm_conf *c, char *err,
     s = tdm_cfg_get(cfg, "extra");
     if (s && !tdm_strlcpy(c->extra, s, sizeof(c->extra)))
         return tdm_errf(err, errlen, "extra: longer than 1024 bytes");
-    if (tdm_cfg_get(cfg, "disk"))
-        return tdm_errf(err, errlen, "disk: not supported by the uvm driver "
-                        "yet");
+    /* "disk" is the engine's (libs/engine/disk.c): it serves the image and
+     * hands the driver disk_nbd. Left unread here, it is refused below as
+     * an unknown key when the driver is used without the engine. */
+    s = tdm_cfg_get(cfg, "disk_nbd");
+    if (s && (s[0] != '/' || !tdm_strlcpy(c->disk_nbd, s, sizeof(c->disk_nbd))))
+        return tdm_errf(err, errlen, "disk_nbd = '%s': the absolute path of a "
+                        "unix socket (at most %zu bytes)", s,
+                        sizeof(c->disk_nbd) - 1);
     s = tdm_cfg_get(cfg, "vif");
     if (s) {
         c->nic.present = true;
@@ -328,6 +336,24 @@ out:
     return rc;
 }
 
+/* The TAP, or in tests a datagram socket standing in for it. */
+static int nic_open(struct tdm_dom *d)
+{
+    int fd;
+
+    if (uvm_test_nic_fd < 0)
+        return tap_open(&d->nic, d->name);
+    fd = fcntl(uvm_test_nic_fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0 || fcntl(fd, F_SETFL, O_NONBLOCK) < 0) {
+        log_warn("%s: test NIC", d->name);
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    d->nic.fd = fd;
+    return 0;
+}
+
 static void tx_write(struct tdm_dom *d, const uint8_t *frame, size_t len)
 {
     if (uvm_test_tx_hook) {
@@ -415,6 +441,116 @@ static void send_garp(struct tdm_dom *d)
     memcpy(f + 38, &d->nic.ip, 4);
     for (int i = 0; i < 3; i++)
         tx_write(d, f, sizeof(f));
+}
+
+/* ---- disk: an NBD export over a unix socket ---- */
+
+/* Before the vCPU runs (create, activate): a domain whose disk cannot be
+ * reached does not start. */
+static int disk_connect(struct tdm_dom *d)
+{
+    struct nbd_handle *h;
+    int64_t size;
+
+    if (!d->disk_nbd[0] || d->nbd)
+        return 0;
+    h = nbd_create();
+    if (!h) {
+        log_warnx("%s: disk_nbd %s: libnbd: %s", d->name, d->disk_nbd,
+                  nbd_get_error());
+        return -1;
+    }
+    if (nbd_connect_unix(h, d->disk_nbd) < 0) {
+        log_warnx("%s: disk_nbd %s: cannot connect to the NBD export: %s",
+                  d->name, d->disk_nbd, nbd_get_error());
+        nbd_close(h);
+        return -1;
+    }
+    size = nbd_get_size(h);
+    if (size < 0) {
+        log_warnx("%s: disk_nbd %s: no size: %s", d->name, d->disk_nbd,
+                  nbd_get_error());
+        nbd_close(h);
+        return -1;
+    }
+    if (!d->disk_bounce)
+        d->disk_bounce = tdm_malloc(UVM_DISK_MAX_IO);
+    d->nbd = h;
+    d->disk_size = (uint64_t)size;
+    log_info("%s: disk %s: %llu bytes", d->name, d->disk_nbd,
+             (unsigned long long)d->disk_size);
+    return 0;
+}
+
+static void disk_close(struct tdm_dom *d)
+{
+    /* Only once the vCPU has stopped: nothing is in flight. Closing the
+     * socket is enough for the export (no blocking NBD_CMD_DISC). */
+    if (d->nbd)
+        nbd_close(d->nbd);
+    d->nbd = NULL;
+}
+
+/* UVM_HC_DISK, on the vCPU thread, synchronously (uvm-abi.h). */
+static int32_t hc_disk(struct tdm_dom *d, uint64_t req_gpa)
+{
+    const uint8_t *p;
+    uint32_t op, len;
+    uint64_t off, buf;
+    uint8_t le[8];
+
+    if (!d->nbd)
+        return -UVM_ENOSYS;
+    if (!range_ok(d, req_gpa, sizeof(struct uvm_disk_req)))
+        return -UVM_EFAULT;
+    p = d->ram + req_gpa;
+    op = tdm_get_le32(p + offsetof(struct uvm_disk_req, op));
+    len = tdm_get_le32(p + offsetof(struct uvm_disk_req, len));
+    off = tdm_get_le64(p + offsetof(struct uvm_disk_req, offset));
+    buf = tdm_get_le64(p + offsetof(struct uvm_disk_req, buf));
+
+    switch (op) {
+    case UVM_DISK_INFO:
+        if (len != 8 || off)
+            return -UVM_EINVAL;
+        if (!range_ok(d, buf, 8))
+            return -UVM_EFAULT;
+        tdm_put_le64(le, d->disk_size);
+        guest_write(d, buf, le, 8);
+        return 0;
+    case UVM_DISK_READ:
+    case UVM_DISK_WRITE:
+        if (!len || len > UVM_DISK_MAX_IO || len % UVM_DISK_SECTOR ||
+            off % UVM_DISK_SECTOR || off > d->disk_size ||
+            len > d->disk_size - off)
+            return -UVM_EINVAL;
+        if (!range_ok(d, buf, len))
+            return -UVM_EFAULT;
+        if (op == UVM_DISK_READ) {
+            if (nbd_pread(d->nbd, d->disk_bounce, len, off, 0) < 0)
+                goto eio;
+            guest_write(d, buf, d->disk_bounce, len);
+        } else {
+            if (nbd_pwrite(d->nbd, d->ram + buf, len, off, 0) < 0)
+                goto eio;
+        }
+        return 0;
+    case UVM_DISK_FLUSH:
+        if (len || off)
+            return -UVM_EINVAL;
+        /* An export that cannot flush has nothing to flush. */
+        if (nbd_can_flush(d->nbd) == 1 && nbd_flush(d->nbd, 0) < 0)
+            goto eio;
+        return 0;
+    default:
+        return -UVM_EINVAL;
+    }
+eio:
+    log_warnx("%s: disk %s: %s of %u bytes at %llu failed: %s", d->name,
+              d->disk_nbd, op == UVM_DISK_READ ? "read" :
+              op == UVM_DISK_WRITE ? "write" : "flush", len,
+              (unsigned long long)off, nbd_get_error());
+    return -UVM_EIO;
 }
 
 /* ---- hypercalls (vCPU thread) ---- */
@@ -534,6 +670,8 @@ static uint32_t hypercall(uc_engine *uc, uint32_t port, int size,
         }
         return (uint32_t)n;
     }
+    case UVM_HC_DISK:
+        return (uint32_t)hc_disk(d, a0);
     case UVM_HC_EXIT: {
         char why[64];
         snprintf(why, sizeof(why), "exit code %llu", (unsigned long long)a0);
@@ -992,6 +1130,7 @@ static struct tdm_dom *dom_alloc(const struct uvm_conf *c,
     tdm_strlcpy(d->extra, c->extra, sizeof(d->extra));
     d->nic = c->nic;
     d->nic.fd = -1;
+    tdm_strlcpy(d->disk_nbd, c->disk_nbd, sizeof(d->disk_nbd));
     d->wake_fd = -1;
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->cond, NULL);
@@ -1035,6 +1174,8 @@ static void uvm_destroy(struct tdm_dom *d)
         close(d->nic.fd);
     if (d->wake_fd >= 0)
         close(d->wake_fd);
+    disk_close(d);
+    free(d->disk_bounce);
     while ((f = d->qhead)) {
         d->qhead = f->next;
         free(f);
@@ -1151,7 +1292,10 @@ static int uvm_create(struct tdm_cfg *cfg, struct event_base *base,
     uc_reg_write(d->uc, UC_X86_REG_RIP, &rip);
     uc_reg_write(d->uc, UC_X86_REG_RSP, &rsp);
     uc_reg_write(d->uc, UC_X86_REG_RDI, &rdi);
-    if (d->nic.present && tap_open(&d->nic, d->name) < 0)
+    if (d->nic.present && nic_open(d) < 0)
+        goto out;
+    /* The disk is there before the first instruction. */
+    if (disk_connect(d) < 0)
         goto out;
     d->time_base_ns = tdm_now_ns();
     if (start_vcpu(d) < 0)
@@ -1309,7 +1453,7 @@ static int uvm_apply(struct tdm_dom *d, const struct tdm_staging *st)
     return 0;
 }
 
-/* Undo machine_setup and tap_open: a failed activation leaves the replica
+/* Undo machine_setup, nic_open and disk_connect: a failed activation leaves the replica
  * as it was, with its last applied epoch, so that it can be retried. */
 static void machine_teardown(struct tdm_dom *d)
 {
@@ -1322,6 +1466,7 @@ static void machine_teardown(struct tdm_dom *d)
     if (d->nic.fd >= 0)
         close(d->nic.fd);
     d->nic.fd = -1;
+    disk_close(d);
 }
 
 static int uvm_activate(struct tdm_dom *d)
@@ -1338,7 +1483,11 @@ static int uvm_activate(struct tdm_dom *d)
     }
     if (machine_setup(d) < 0 || cpu_write(d, &d->cpu) < 0)
         goto out;
-    if (d->nic.present && tap_open(&d->nic, d->name) < 0)
+    if (d->nic.present && nic_open(d) < 0)
+        goto out;
+    /* The export exists only now, on this side: connect before the vCPU
+     * runs, and fail the activation if it cannot be reached. */
+    if (disk_connect(d) < 0)
         goto out;
     /* The guest clock continues from the checkpoint: it never goes back. */
     d->time_base_ns = tdm_now_ns() - d->dev.guest_time_ns;
