@@ -3,11 +3,12 @@
  * nbd-load: write load on an NBD export on a unix socket, through libnbd,
  * for tests/bench/bench-disk.sh.
  *
- *     nbd-load -s SOCKET [-d SECONDS] [-b BYTES] [-q DEPTH] [-r]
+ *     nbd-load -s SOCKET [-d SECONDS] [-b BYTES] [-q DEPTH] [-r] [-o OFFSET]
  *
  * Writes blocks of BYTES (default 4096) at random (-r) or sequential
  * offsets, DEPTH requests in flight (default 1: each write waits for the
- * last), for SECONDS (default 5). Prints one line of key=value figures: writes, MB/s, latency median
+ * last), for SECONDS (default 5), all at or above byte OFFSET (default 0;
+ * a multiple of BYTES). Prints one line of key=value figures: writes, MB/s, latency median
  * and p99 in microseconds.
  */
 #include "config.h"
@@ -61,7 +62,7 @@ static int done_cb(void *user_data, int *error)
 static void usage(void)
 {
     fprintf(stderr, "usage: nbd-load -s SOCKET [-d SECONDS] [-b BYTES] "
-            "[-q DEPTH] [-r]\n");
+            "[-q DEPTH] [-r] [-o OFFSET]\n");
     exit(2);
 }
 
@@ -70,6 +71,7 @@ int main(int argc, char **argv)
     const char *sock = NULL;
     double secs = 5;
     long bs = 4096, depth = 1;
+    long long base = 0;
     bool rnd = false;
     struct nbd_handle *h;
     int64_t size;
@@ -77,18 +79,19 @@ int main(int argc, char **argv)
     uint64_t t0, end, writes = 0, off = 0, x = 0x2545f4914f6cdd1dull;
     int c;
 
-    while ((c = getopt(argc, argv, "s:d:b:q:r")) != -1) {
+    while ((c = getopt(argc, argv, "s:d:b:q:ro:")) != -1) {
         switch (c) {
         case 's': sock = optarg; break;
         case 'd': secs = atof(optarg); break;
         case 'b': bs = strtol(optarg, NULL, 0); break;
         case 'q': depth = strtol(optarg, NULL, 0); break;
         case 'r': rnd = true; break;
+        case 'o': base = strtoll(optarg, NULL, 0); break;
         default: usage();
         }
     }
     if (!sock || secs <= 0 || bs < 512 || bs % 512 || bs > (1 << 22) ||
-        depth < 1 || depth > MAX_DEPTH)
+        depth < 1 || depth > MAX_DEPTH || base < 0 || base % bs)
         usage();
     h = nbd_create();
     if (!h || nbd_connect_unix(h, sock) < 0) {
@@ -96,7 +99,7 @@ int main(int argc, char **argv)
         return 1;
     }
     size = nbd_get_size(h);
-    if (size < bs) {
+    if (size < base + bs) {
         fprintf(stderr, "nbd-load: export of %" PRId64 " bytes\n", size);
         return 1;
     }
@@ -116,9 +119,11 @@ int main(int argc, char **argv)
 
             if (rnd) {
                 x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-                off = (x % (uint64_t)(size / bs)) * (uint64_t)bs;
-            } else if (off + (uint64_t)bs > (uint64_t)size) {
-                off = 0;
+                off = (uint64_t)base +
+                      (x % (uint64_t)((size - base) / bs)) * (uint64_t)bs;
+            } else if (off < (uint64_t)base ||
+                       off + (uint64_t)bs > (uint64_t)size) {
+                off = (uint64_t)base;
             }
             memcpy(buf, &writes, sizeof(writes));
             t_issue[slot] = now_ns();

@@ -8,8 +8,13 @@
 #   TANDEMD_OPTS=...  extra daemon options
 #   PROTECT_OPTS=...  extra protect options (e.g. -i 10)
 #   RESULTS=FILE      append one line of figures per run
+#   DISK=1            the guest's disk is replicated too (failover-disk.sh):
+#                     after each failover the new primary's disk must hold
+#                     exactly its memory's table (kvclient fsck) and the
+#                     replica's image must be a consistent table (kvdisk)
 . "$(dirname "$0")/lib.sh"
 need_root_netns
+[ -z "${DISK:-}" ] || need_disk
 
 RUNS=${RUNS:-20}
 T=$(mktemp -d /tmp/tdm-failover.XXXXXX)
@@ -22,6 +27,7 @@ for run in $(seq 1 "$RUNS"); do
   : >"$T/A.log"; : >"$T/B.log"
   start_daemon A
   start_daemon B
+  [ -z "${DISK:-}" ] || disk_image
   domain_cfg >"$T/kv1.cfg"
   "$XLT" -s "$T/A.sock" create "$T/kv1.cfg" || fail "create failed: $(tail -5 "$T/A.log")"
   in_c "$KVC" -s $IP_G:7000 wait -T 10000 >/dev/null || fail "guest did not answer: $(tail -5 "$T/A.log")"
@@ -49,8 +55,22 @@ for run in $(seq 1 "$RUNS"); do
   fi
   FAILOVER_MS=$(( (FIRST - KILL_NS) / 1000000 ))
   ACKED=$(grep -c '^ack' "$T/ack.log")
-  if in_c "$KVC" -s $IP_G:7000 verify -i "$T/ack.log" >"$T/verify.out" 2>&1; then
-    echo "ok $run: $(cat "$T/verify.out" | tail -1); $ACKED acked; failover ${FAILOVER_MS} ms"
+  disk_ok=1 disk_note=
+  if [ -n "${DISK:-}" ]; then
+    # the replica's disk went live with its memory: the same table
+    if ! in_c "$KVC" -s $IP_G:7000 fsck >"$T/fsck.out" 2>&1; then
+      disk_ok=; disk_note="disk differs from memory: $(tail -1 "$T/fsck.out")"
+    elif ! "$top_builddir/tests/tools/kvdisk" --check "$T/dB/kv1.img" >"$T/kvdisk.out" 2>&1; then
+      disk_ok=; disk_note="replica image inconsistent: $(tail -1 "$T/kvdisk.out")"
+    else
+      disk_note="disk $(tail -1 "$T/fsck.out")"
+    fi
+  fi
+  if [ -n "$disk_ok" ] && in_c "$KVC" -s $IP_G:7000 verify -i "$T/ack.log" >"$T/verify.out" 2>&1; then
+    echo "ok $run: $(cat "$T/verify.out" | tail -1); $ACKED acked; failover ${FAILOVER_MS} ms${disk_note:+; $disk_note}"
+  elif [ -z "$disk_ok" ]; then
+    echo "not ok $run: $disk_note"
+    failed=$((failed + 1))
   else
     echo "not ok $run: $(tail -1 "$T/verify.out")"
     failed=$((failed + 1))

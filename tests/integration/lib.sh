@@ -90,9 +90,13 @@ in_b() { ip netns exec $NS_B "$@"; }
 start_daemon() {
   local h=$1 ns ip
   eval ns=\$NS_$h ip=\$IP_$h
-  [ -f "$T/tandem.conf" ] || echo "${TANDEM_CONF:-# defaults}" >"$T/tandem.conf"
+  # each host its own disk-dir (DISK=1: the domain's disk is replicated)
+  { echo "${TANDEM_CONF:-# defaults}"
+    echo "disk-dir = \"$T/d$h\""
+    echo "nbdkit-plugin = \"$top_builddir/libs/blkrep/nbdkit-tandem-plugin.so\""
+  } >"$T/$h.conf"
   ip netns exec $ns "$TANDEMD" -f -s "$T/$h.sock" -l "$ip:7390" \
-    -c "$T/tandem.conf" $TANDEMD_OPTS >>"$T/$h.log" 2>&1 &
+    -c "$T/$h.conf" $TANDEMD_OPTS >>"$T/$h.log" 2>&1 &
   eval PID_$h=$!
   wait_for 10 "$XLT" -s "$T/$h.sock" list || { cat "$T/$h.log"; fail "tandemd on $h did not start"; }
 }
@@ -109,6 +113,20 @@ CFG
   # NETBUF=nfqueue|plug: hold output in the kernel on the TAP instead of
   # the micro-VM's device-model queue.
   [ -z "${NETBUF:-}" ] || echo "netbuf = \"$NETBUF\""
+  # DISK=1: the guest keeps its table on a disk image too, replicated
+  # (tandem-domain.cfg(5): disk); disk_image makes a fresh one.
+  [ -z "${DISK:-}" ] || echo "disk = \"$T/kv1.img\""
+}
+
+disk_image() {
+  rm -f "$T/kv1.img" && truncate -s "${DISK_SIZE:-64M}" "$T/kv1.img"
+}
+
+need_disk() {
+  command -v nbdkit >/dev/null || skip "needs nbdkit (apt-get install nbdkit)"
+  [ -e "$top_builddir/libs/blkrep/nbdkit-tandem-plugin.so" ] ||
+    skip "not built: the nbdkit plugin"
+  [ -x "$top_builddir/tests/tools/kvdisk" ] || skip "not built: tests/tools/kvdisk"
 }
 
 # state HOST NAME: the domain's state as status -j reports it
