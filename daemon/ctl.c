@@ -315,10 +315,12 @@ void ctl_gen_domain(yajl_gen g, struct tdm_engine *eng, bool full)
             tdm_ctl_gen_kv_u64(g, "sync_sent", k->sync_sent);
             tdm_ctl_gen_kv_u64(g, "sync_ns", k->sync_ns);
             tdm_ctl_gen_kv_u64(g, "cut_ns_max", k->cut_ns_max);
+            tdm_ctl_gen_kv_u64(g, "throttled", k->throttled);
             tdm_ctl_gen_kv_u64(g, "committed_epoch", k->committed_epoch);
             tdm_ctl_gen_kv_u64(g, "held_records", k->held_records);
             tdm_ctl_gen_kv_u64(g, "held_bytes", k->held_bytes);
             tdm_ctl_gen_kv_u64(g, "applied_records", k->applied_records);
+            tdm_ctl_gen_kv_u64(g, "queued_bytes", k->queued_bytes);
             yajl_gen_map_close(g);
         }
     }

@@ -163,6 +163,13 @@ static inline int tdm_wlog_add_rec(struct tdm_wlog *w,
 int tdm_wlog_commit(struct tdm_wlog *w, uint64_t epoch, char *err,
                     size_t errlen);
 
+/* Hand every record of the epochs <= epoch to `to` (initialised here over
+ * the same image, without a limit), to be committed there, by another
+ * thread if need be: `from` counts them as committed, without touching the
+ * image. epoch below the committed one is an error that changes nothing. */
+int tdm_wlog_move(struct tdm_wlog *from, uint64_t epoch, struct tdm_wlog *to,
+                  char *err, size_t errlen);
+
 /* Forget every record of the epochs > epoch; epoch must not be below the
  * committed one (those are in the image). Afterwards the epochs after it
  * may be received again. */

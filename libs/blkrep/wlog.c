@@ -222,6 +222,48 @@ int tdm_wlog_commit(struct tdm_wlog *w, uint64_t epoch, char *err,
     return 0;
 }
 
+int tdm_wlog_move(struct tdm_wlog *from, uint64_t epoch, struct tdm_wlog *to,
+                  char *err, size_t errlen)
+{
+    struct tdm_wlog_rec *r, *last = NULL;
+
+    if (from->fd < 0)
+        return tdm_errf(err, errlen, "write log not created");
+    if (epoch < from->committed)
+        return tdm_errf(err, errlen, "move of epoch %llu after epoch %llu: "
+                        "epochs went backwards", (unsigned long long)epoch,
+                        (unsigned long long)from->committed);
+    tdm_wlog_init(to);
+    to->fd = from->fd;
+    to->image_size = from->image_size;
+    to->limit = UINT64_MAX;
+    to->committed = from->committed;
+    to->last = from->committed;
+    for (r = from->head; r && r->epoch <= epoch; r = r->next) {
+        uint64_t cost = rec_cost(r->kind, r->len);
+
+        from->cost -= cost;
+        from->st.held_records--;
+        from->st.held_bytes -= rec_bytes(r);
+        to->cost += cost;
+        to->st.held_records++;
+        to->st.held_bytes += rec_bytes(r);
+        to->last = r->epoch;
+        last = r;
+    }
+    if (last) {
+        to->head = from->head;
+        to->tail = last;
+        from->head = last->next;
+        last->next = NULL;
+        if (!from->head)
+            from->tail = NULL;
+    }
+    from->committed = epoch;
+    from->last = TDM_MAX(from->last, epoch);
+    return 0;
+}
+
 int tdm_wlog_drop_after(struct tdm_wlog *w, uint64_t epoch, char *err,
                         size_t errlen)
 {

@@ -64,6 +64,11 @@ extern char **environ;
 
 #define DISK_CHUNK (1u << 20)           /* sync reads, forwarded records */
 #define SYNC_WINDOW (8u << 20)          /* sync bytes queued to the peer */
+/* Changes read off the log but not yet sent to the backup: past this the
+ * reader stops reading, the plugin's log socket fills and the guest's
+ * writes wait. A primary never writes faster than it replicates. */
+#define BACKLOG_MAX (32u << 20)
+#define BACKLOG_TICK_MS 5
 #define CUT_TIMEOUT_MS 2000
 #define START_TIMEOUT_MS 10000
 #define REGION_MIN (64u << 10)
@@ -76,6 +81,18 @@ struct drec {
     uint64_t epoch;
     size_t len;
     uint8_t buf[];
+};
+
+/* A job for the backup's disk thread: one record of a full sync, or the
+ * records of committed epochs (moved out of the write log). */
+struct djob {
+    struct djob *next;
+    uint64_t cost;
+    bool commit;
+    uint64_t epoch;
+    struct tdm_wlog w;          /* commit */
+    struct tdm_blk_rec r;       /* direct; r.data points at data */
+    uint8_t data[];
 };
 
 struct tdm__disk {
@@ -92,14 +109,21 @@ struct tdm__disk {
     int img_fd;                 /* read-only: sync reads */
     int wake_fd;
     struct event *wake_ev;
+    struct event *backlog_ev;   /* while throttled: is the backlog gone? */
     pthread_t reader;
     bool reader_started;
     pthread_mutex_t lock;
     pthread_cond_t cond;
     /* under lock */
     struct drec *qhead, *qtail;
+    uint64_t qbytes;            /* queued record bytes */
+    uint64_t peer_backlog;      /* bytes the loop has yet to send (loop) */
+    bool pausing;               /* the loop is in a pause: read regardless */
+    uint64_t throttle_count;
+    bool stopping;
     uint64_t acked_cut;
     bool broken, broken_told;
+    bool throttled;
     char why[200];
     uint64_t *lw;               /* per region: last epoch that wrote it */
     unsigned region_shift;
@@ -119,9 +143,19 @@ struct tdm__disk {
     bool have_info, valid, activated;
     uint64_t rsync_epoch;
     struct tdm_wlog wlog;
+    /* backup: the disk thread applies, in stream order, what the loop
+     * hands it (writes of a full sync, committed epochs), so that a slow
+     * disk never holds up the loop and its heartbeats. Under lock. */
+    pthread_t bthread;
+    bool bthread_started, bquit, jbusy, jfailed;
+    struct djob *jhead, *jtail;
+    uint64_t jcost, japplied;
+    char jwhy[200];
 
     struct tdm_disk_stats st;
 };
+
+static void bthread_stop(struct tdm__disk *d);
 
 static void drec_free_list(struct drec *r)
 {
@@ -251,6 +285,7 @@ static int queue_rec(struct tdm__disk *d, const struct tdm_blk_rec *r,
         else
             d->qhead = q;
         d->qtail = q;
+        d->qbytes += q->len;
         pthread_mutex_unlock(&d->lock);
         done += n;
     } while (done < r->len);
@@ -265,9 +300,21 @@ static void *reader_main(void *arg)
     char err[200];
 
     for (;;) {
-        ssize_t r = read(d->log_fd, buf + have, cap - have);
+        ssize_t r;
         size_t off = 0;
         bool queued = false;
+
+        pthread_mutex_lock(&d->lock);
+        while (!d->stopping && !d->pausing &&
+               d->qbytes + d->peer_backlog > BACKLOG_MAX) {
+            if (!d->throttled)
+                d->throttle_count++;
+            d->throttled = true;
+            pthread_cond_wait(&d->cond, &d->lock);
+        }
+        d->throttled = false;
+        pthread_mutex_unlock(&d->lock);
+        r = read(d->log_fd, buf + have, cap - have);
 
         if (r < 0 && errno == EINTR)
             continue;
@@ -337,6 +384,33 @@ bad:
 
 /* ---- primary: forwarding ---- */
 
+/* What the loop has yet to send, for the reader's throttle; while it is
+ * throttled a timer looks again, as the peer's output drains. */
+static void backlog_update(struct tdm__disk *d)
+{
+    struct tdm_engine *eng = d->eng;
+    uint64_t b = d->forwarding && eng->peer ? tdm__peer_pending(eng->peer) : 0;
+    bool throttled;
+
+    pthread_mutex_lock(&d->lock);
+    d->peer_backlog = b;
+    throttled = d->throttled;
+    if (d->qbytes + b <= BACKLOG_MAX)
+        pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+    if (throttled && d->backlog_ev) {
+        struct timeval tv = {0, BACKLOG_TICK_MS * 1000};
+        evtimer_add(d->backlog_ev, &tv);
+    }
+}
+
+static void backlog_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    backlog_update(arg);
+}
+
 static void forward_all(struct tdm__disk *d)
 {
     struct tdm_engine *eng = d->eng;
@@ -347,6 +421,7 @@ static void forward_all(struct tdm__disk *d)
     pthread_mutex_lock(&d->lock);
     q = d->qhead;
     d->qhead = d->qtail = NULL;
+    d->qbytes = 0;
     told = !d->broken || d->broken_told;
     d->broken_told = d->broken;
     tdm_strlcpy(why, d->why, sizeof(why));
@@ -366,6 +441,7 @@ static void forward_all(struct tdm__disk *d)
         }
     }
     drec_free_list(q);
+    backlog_update(d);
 }
 
 static void wake_cb(evutil_socket_t fd, short what, void *arg)
@@ -524,6 +600,7 @@ static int serve(struct tdm__disk *d, const char *image, uint64_t epoch,
     d->wake_ev = event_new(host->base, d->wake_fd, EV_READ | EV_PERSIST,
                            wake_cb, d);
     event_add(d->wake_ev, NULL);
+    d->backlog_ev = evtimer_new(host->base, backlog_cb, d);
     r = pthread_create(&d->reader, NULL, reader_main, d);
     if (r)
         return tdm_errf(err, errlen, "pthread_create: %s", strerror(r));
@@ -554,6 +631,10 @@ static void unserve(struct tdm__disk *d)
 {
     /* nbdkit first: with its log gone first it would complain */
     stop_nbdkit(d);
+    pthread_mutex_lock(&d->lock);
+    d->stopping = true;
+    pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->lock);
     if (d->reader_started) {
         shutdown(d->log_fd, SHUT_RDWR);
         pthread_join(d->reader, NULL);
@@ -561,7 +642,9 @@ static void unserve(struct tdm__disk *d)
     }
     if (d->wake_ev)
         event_free(d->wake_ev);
-    d->wake_ev = NULL;
+    if (d->backlog_ev)
+        event_free(d->backlog_ev);
+    d->wake_ev = d->backlog_ev = NULL;
     if (d->wake_fd >= 0)
         close(d->wake_fd);
     if (d->log_fd >= 0)
@@ -621,6 +704,7 @@ void tdm__disk_free(struct tdm_engine *eng)
 
     if (!d)
         return;
+    bthread_stop(d);
     unserve(d);
     tdm_wlog_dispose(&d->wlog);
     if (d->rep_fd >= 0)
@@ -676,6 +760,21 @@ int tdm__disk_cut(struct tdm_engine *eng, uint64_t next)
     }
     d->cur_epoch = next;
     return 0;
+}
+
+void tdm__disk_pausing(struct tdm_engine *eng, bool on)
+{
+    struct tdm__disk *d = eng->disk;
+
+    if (!d || d->backup)
+        return;
+    /* While the loop waits for the guest to stop (a vCPU may be inside a
+     * disk write, waiting on the log) and for the cut's ack (behind every
+     * record before it), the reader must read whatever the backlog. */
+    pthread_mutex_lock(&d->lock);
+    d->pausing = on;
+    pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->lock);
 }
 
 bool tdm__disk_syncing(struct tdm_engine *eng)
@@ -814,17 +913,30 @@ int tdm__disk_sync_begin(struct tdm_engine *eng, uint64_t backup_last,
     d->st.sync_done = d->st.sync_sent = 0;
     d->st.sync_total = d->size;
     if (d->sync_base) {
-        d->st.resyncs++;
-        d->st.sync_total = 0;
+        uint64_t total = 0;
         pthread_mutex_lock(&d->lock);
         for (size_t i = 0; i < d->nregions; i++)
             if (d->lw[i] > d->sync_base)
-                d->st.sync_total += TDM_MIN(1ull << d->region_shift,
-                                            d->size - ((uint64_t)i << d->region_shift));
+                total += TDM_MIN(1ull << d->region_shift,
+                                 d->size - ((uint64_t)i << d->region_shift));
         pthread_mutex_unlock(&d->lock);
-    } else {
-        d->st.syncs++;
+        /* The backup holds a resync in memory until its epoch commits (its
+         * replica must stay whole meanwhile): a big one is a full sync. */
+        if (total > eng->host->cfg.disk_hold_max / 2) {
+            log_notice("%s: %llu MiB changed since the backup's epoch %llu, "
+                       "more than half of disk-hold-max: a full sync instead",
+                       eng->name, (unsigned long long)(total >> 20),
+                       (unsigned long long)d->sync_base);
+            d->sync_base = 0;
+            d->valid_from = 0;
+        } else {
+            d->st.sync_total = total;
+        }
     }
+    if (d->sync_base)
+        d->st.resyncs++;
+    else
+        d->st.syncs++;
     di = (struct tdm_disk_info){.size = d->size, .base_epoch = d->sync_base,
                                 .sync_epoch = d->sync_epoch};
     tdm_disk_info_encode(&di, buf);
@@ -862,9 +974,156 @@ void tdm__disk_unprotected(struct tdm_engine *eng)
     d->syncing = false;
     d->st.syncing = false;
     d->st.in_sync = false;
+    backlog_update(d);
 }
 
 /* ---- backup ---- */
+
+static int apply_direct(struct tdm__disk *d, const struct tdm_blk_rec *r,
+                        char *err, size_t errlen);
+
+static void *bthread_main(void *arg)
+{
+    struct tdm__disk *d = arg;
+
+    for (;;) {
+        struct djob *j;
+        struct tdm_wlog_stats ws;
+        char err[200];
+        int rc;
+        bool skip;
+
+        pthread_mutex_lock(&d->lock);
+        while (!d->jhead && !d->bquit)
+            pthread_cond_wait(&d->cond, &d->lock);
+        j = d->jhead;
+        if (!j) {
+            pthread_mutex_unlock(&d->lock);
+            break;
+        }
+        d->jhead = j->next;
+        if (!d->jhead)
+            d->jtail = NULL;
+        d->jbusy = true;
+        skip = d->jfailed;      /* the image is no disk any more */
+        pthread_mutex_unlock(&d->lock);
+
+        rc = 0;
+        ws.applied_records = 0;
+        if (skip) {
+            /* nothing */
+        } else if (j->commit) {
+            rc = tdm_wlog_commit(&j->w, j->epoch, err, sizeof(err));
+            tdm_wlog_stats(&j->w, &ws);
+        } else {
+            rc = apply_direct(d, &j->r, err, sizeof(err));
+            ws.applied_records = rc == 0;
+        }
+        if (j->commit)
+            tdm_wlog_dispose(&j->w);
+
+        pthread_mutex_lock(&d->lock);
+        d->jbusy = false;
+        d->jcost -= j->cost;
+        d->japplied += ws.applied_records;
+        if (rc < 0 && !d->jfailed) {
+            d->jfailed = true;
+            tdm_strlcpy(d->jwhy, err, sizeof(d->jwhy));
+        }
+        pthread_cond_broadcast(&d->cond);
+        pthread_mutex_unlock(&d->lock);
+        free(j);
+    }
+    return NULL;
+}
+
+static int job_push(struct tdm__disk *d, struct djob *j, char *err,
+                    size_t errlen)
+{
+    uint64_t held;
+    int r;
+
+    if (!d->bthread_started) {
+        r = pthread_create(&d->bthread, NULL, bthread_main, d);
+        if (r) {
+            free(j);
+            return tdm_errf(err, errlen, "pthread_create: %s", strerror(r));
+        }
+        d->bthread_started = true;
+    }
+    pthread_mutex_lock(&d->lock);
+    if (d->jfailed) {
+        tdm_errf(err, errlen, "the replica's disk failed: %s", d->jwhy);
+        pthread_mutex_unlock(&d->lock);
+        free(j);
+        return -1;
+    }
+    held = d->jcost + d->wlog.cost;
+    if (held + j->cost > d->eng->host->cfg.disk_hold_max) {
+        tdm_errf(err, errlen, "the replica's disk is behind by %llu MiB "
+                 "(disk-hold-max): it is slower than the primary's writes",
+                 (unsigned long long)(held >> 20));
+        pthread_mutex_unlock(&d->lock);
+        free(j);
+        return -1;
+    }
+    j->next = NULL;
+    if (d->jtail)
+        d->jtail->next = j;
+    else
+        d->jhead = j;
+    d->jtail = j;
+    d->jcost += j->cost;
+    pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+    return 0;
+}
+
+/* Wait until the disk thread has applied everything handed to it; -1 (with
+ * err) if it failed. */
+static int bdrain(struct tdm__disk *d, char *err, size_t errlen)
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&d->lock);
+    while (d->jhead || d->jbusy)
+        pthread_cond_wait(&d->cond, &d->lock);
+    if (d->jfailed)
+        rc = tdm_errf(err, errlen, "the replica's disk failed: %s", d->jwhy);
+    pthread_mutex_unlock(&d->lock);
+    return rc;
+}
+
+void tdm__disk_drain(struct tdm_engine *eng)
+{
+    char err[200];
+
+    if (eng->disk && eng->disk->backup)
+        bdrain(eng->disk, err, sizeof(err));
+}
+
+static void bthread_stop(struct tdm__disk *d)
+{
+    if (!d->bthread_started)
+        return;
+    pthread_mutex_lock(&d->lock);
+    d->bquit = true;
+    pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+    pthread_join(d->bthread, NULL);
+    d->bthread_started = false;
+    /* jobs never run (bquit with a queue: only at free) */
+    while (d->jhead) {
+        struct djob *j = d->jhead;
+        d->jhead = j->next;
+        if (j->commit)
+            tdm_wlog_dispose(&j->w);
+        free(j);
+    }
+    d->jtail = NULL;
+    d->jcost = 0;
+    d->bquit = false;
+}
 
 int tdm__disk_rx_info(struct tdm_engine *eng, const struct tdm_frame *f,
                       char *err, size_t errlen)
@@ -894,6 +1153,13 @@ int tdm__disk_rx_info(struct tdm_engine *eng, const struct tdm_frame *f,
             return tdm_errf(err, errlen, "%s", e2);
         d->st.resyncs++;
     } else {
+        /* what the thread still holds was for the image being replaced */
+        if (bdrain(d, e2, sizeof(e2)) < 0)
+            log_warnx("%s: %s; starting over with a full sync", eng->name,
+                      e2);
+        pthread_mutex_lock(&d->lock);
+        d->jfailed = false;
+        pthread_mutex_unlock(&d->lock);
         tdm_wlog_dispose(&d->wlog);
         if (d->rep_fd >= 0)
             close(d->rep_fd);
@@ -983,12 +1249,16 @@ int tdm__disk_rx(struct tdm_engine *eng, const struct tdm_frame *f, char *err,
     d->st.bytes += tdm_blk_rec_data_len(&r);
     if (!d->valid && r.epoch <= d->rsync_epoch) {
         /* a full sync: no disk until its epoch commits */
-        if (apply_direct(d, &r, e2, sizeof(e2)) < 0) {
-            d->st.in_sync = false;
-            return tdm_errf(err, errlen, "%s", e2);
+        size_t n = tdm_blk_rec_data_len(&r);
+        struct djob *j = tdm_calloc(1, sizeof(*j) + n);
+
+        j->r = r;
+        if (n) {
+            memcpy(j->data, r.data, n);
+            j->r.data = j->data;
         }
-        d->st.applied_records++;
-        return 0;
+        j->cost = n + TDM_WLOG_REC_COST;
+        return job_push(d, j, err, errlen);
     }
     if (tdm_wlog_add_rec(&d->wlog, &r, e2, sizeof(e2)) < 0)
         return tdm_errf(err, errlen, "%s", e2);
@@ -1006,10 +1276,24 @@ int tdm__disk_commit(struct tdm_engine *eng, uint64_t epoch, char *err,
     if (!d->have_info)
         return tdm_errf(err, errlen, "epoch %llu of a domain with a disk "
                         "before its DISK_INFO", (unsigned long long)epoch);
-    if (tdm_wlog_commit(&d->wlog, epoch, e2, sizeof(e2)) < 0) {
-        d->valid = false;
-        d->st.in_sync = false;
-        return tdm_errf(err, errlen, "the replica's disk: %s", e2);
+    {
+        struct djob *j = tdm_calloc(1, sizeof(*j));
+
+        j->commit = true;
+        j->epoch = epoch;
+        if (tdm_wlog_move(&d->wlog, epoch, &j->w, e2, sizeof(e2)) < 0) {
+            free(j);
+            d->valid = false;
+            d->st.in_sync = false;
+            return tdm_errf(err, errlen, "the replica's disk: %s", e2);
+        }
+        j->cost = j->w.cost;
+        if (job_push(d, j, e2, sizeof(e2)) < 0) {
+            tdm_wlog_dispose(&j->w);    /* job_push freed j only */
+            d->valid = false;
+            d->st.in_sync = false;
+            return tdm_errf(err, errlen, "%s", e2);
+        }
     }
     if (!d->valid && epoch >= d->rsync_epoch) {
         d->valid = true;
@@ -1043,9 +1327,15 @@ int tdm__disk_activate(struct tdm_engine *eng, char *err, size_t errlen)
     if (!d->valid)
         return tdm_errf(err, errlen, "the replica's disk is not in sync with "
                         "its memory (its sync never completed)");
-    if (tdm_wlog_drop_after(&d->wlog, eng->applied, e2, sizeof(e2)) < 0 ||
-        fdatasync(d->rep_fd) < 0)
+    /* every committed epoch onto the image, then the rest dropped */
+    if (bdrain(d, e2, sizeof(e2)) < 0)
+        return tdm_errf(err, errlen, "%s", e2);
+    bthread_stop(d);
+    if (tdm_wlog_drop_after(&d->wlog, eng->applied, e2, sizeof(e2)) < 0)
         return tdm_errf(err, errlen, "the replica's disk: %s", e2);
+    if (fdatasync(d->rep_fd) < 0)
+        return tdm_errf(err, errlen, "the replica's disk: fdatasync %s: %s",
+                        d->image, strerror(errno));
     tdm_wlog_dispose(&d->wlog);
     close(d->rep_fd);
     d->rep_fd = -1;
@@ -1070,11 +1360,15 @@ void tdm__disk_stats(struct tdm_engine *eng, struct tdm_disk_stats *s)
         tdm_wlog_stats(&d->wlog, &ws);
         s->held_records = ws.held_records;
         s->held_bytes = ws.held_bytes;
-        s->applied_records += ws.applied_records;
         s->committed_epoch = tdm_wlog_committed(&d->wlog);
+        pthread_mutex_lock(&d->lock);
+        s->applied_records = d->japplied;
+        s->queued_bytes = d->jcost;
+        pthread_mutex_unlock(&d->lock);
     } else {
         pthread_mutex_lock(&d->lock);
         s->broken = d->broken;
+        s->throttled = d->throttle_count;
         pthread_mutex_unlock(&d->lock);
     }
 }

@@ -101,6 +101,8 @@ int tdm__disk_start(struct tdm_engine *eng, const char *image, char *err,
 int tdm__disk_replica(struct tdm_engine *eng, const char *image, char *err,
                       size_t errlen);
 void tdm__disk_free(struct tdm_engine *eng);
+/* Around a pause: the write log is read whatever its backlog. */
+void tdm__disk_pausing(struct tdm_engine *eng, bool on);
 /* In the pause of epoch next-1: changes answered from now on are next's. */
 int tdm__disk_cut(struct tdm_engine *eng, uint64_t next);
 void tdm__disk_forward(struct tdm_engine *eng);
@@ -117,6 +119,9 @@ int tdm__disk_rx(struct tdm_engine *eng, const struct tdm_frame *f, char *err,
 int tdm__disk_commit(struct tdm_engine *eng, uint64_t epoch, char *err,
                      size_t errlen);
 void tdm__disk_invalidate(struct tdm_engine *eng, const char *why);
+/* Backup: wait until every committed epoch is on the replica's image
+ * (tests, activation). */
+void tdm__disk_drain(struct tdm_engine *eng);
 int tdm__disk_activate(struct tdm_engine *eng, char *err, size_t errlen);
 void tdm__disk_stats(struct tdm_engine *eng, struct tdm_disk_stats *s);
 /* primary.c, called by disk.c */

@@ -123,7 +123,9 @@ static int do_epoch(struct tdm_engine *eng, bool final)
     int rc = -1;
 
     t0 = tdm_now_ns();
+    tdm__disk_pausing(eng, true);
     if (eng->drv->suspend(eng->dom) < 0) {
+        tdm__disk_pausing(eng, false);
         log_warnx("%s: suspend failed", eng->name);
         return -1;
     }
@@ -142,6 +144,7 @@ static int do_epoch(struct tdm_engine *eng, bool final)
     tdm__output_cut(eng, next + 1);
     rc = 0;
 out_resume:
+    tdm__disk_pausing(eng, false);
     if (!final || rc < 0) {
         if (eng->drv->resume(eng->dom) < 0) {
             log_warnx("%s: resume failed", eng->name);

@@ -153,9 +153,12 @@ struct tdm_disk_stats {
     uint64_t sync_sent;         /* bytes actually sent (zeros skipped) */
     uint64_t sync_ns;           /* the last completed pass */
     uint64_t cut_ns_max;        /* primary: longest cut in a pause */
+    uint64_t throttled;         /* primary: times the guest's writes waited
+                                   for replication to catch up */
     uint64_t committed_epoch;   /* backup */
     uint64_t held_records, held_bytes;  /* backup */
     uint64_t applied_records;   /* backup */
+    uint64_t queued_bytes;      /* backup: committed, not yet on the image */
 };
 
 struct tdm_engine_info {

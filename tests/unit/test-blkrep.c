@@ -487,6 +487,63 @@ static void test_wlog_drop(void **state)
     tdm_wlog_dispose(&w);
 }
 
+/* move hands the committed epochs' records to a log of their own (the
+ * backup commits that one on its disk thread): nothing reaches the image
+ * until it is committed there, and the first log goes on with later ones. */
+static void test_wlog_move(void **state)
+{
+    struct img *im = *state;
+    struct tdm_wlog w, m, m2;
+    struct tdm_wlog_stats st;
+    uint8_t d[4][512];
+    char err[160];
+
+    memset(im->model, 0, IMG_SIZE);
+    assert_int_equal(pwrite(im->fd, im->model, IMG_SIZE, 0), IMG_SIZE);
+    tdm_wlog_init(&w);
+    assert_int_equal(tdm_wlog_create(&w, im->fd, IMG_SIZE, 1 << 20, 4, err,
+                                     sizeof(err)), 0);
+    for (int e = 0; e < 4; e++) {
+        fill(d[e], sizeof(d[e]), (uint32_t)e + 7);
+        assert_int_equal(tdm_wlog_add(&w, 5 + (uint64_t)e, TDM_BLK_WRITE,
+                                      (uint64_t)e * 512, 512, d[e], err,
+                                      sizeof(err)), 0);
+    }
+    /* epochs 5 and 6 move; 7 and 8 stay */
+    assert_int_equal(tdm_wlog_move(&w, 6, &m, err, sizeof(err)), 0);
+    img_check(im);                      /* moving writes nothing */
+    assert_int_equal(tdm_wlog_committed(&w), 6);
+    tdm_wlog_stats(&w, &st);
+    assert_int_equal(st.held_records, 2);
+    assert_int_equal(w.cost, 2 * (512 + TDM_WLOG_REC_COST));
+    tdm_wlog_stats(&m, &st);
+    assert_int_equal(st.held_records, 2);
+    assert_int_equal(st.held_bytes, 1024);
+    /* the first log refuses what it no longer owns */
+    assert_int_equal(tdm_wlog_add(&w, 6, TDM_BLK_WRITE, 0, 512, d[0], err,
+                                  sizeof(err)), -1);
+    assert_int_equal(tdm_wlog_move(&w, 5, &m2, err, sizeof(err)), -1);
+    /* the moved log commits them, in order */
+    assert_int_equal(tdm_wlog_commit(&m, 6, err, sizeof(err)), 0);
+    memcpy(im->model, d[0], 512);
+    memcpy(im->model + 512, d[1], 512);
+    img_check(im);
+    tdm_wlog_dispose(&m);
+    /* a move of nothing is fine, and the rest still commits */
+    assert_int_equal(tdm_wlog_move(&w, 6, &m2, err, sizeof(err)), 0);
+    assert_null(m2.head);
+    tdm_wlog_dispose(&m2);
+    assert_int_equal(tdm_wlog_move(&w, 8, &m2, err, sizeof(err)), 0);
+    assert_null(w.head);
+    assert_int_equal(w.cost, 0);
+    assert_int_equal(tdm_wlog_commit(&m2, 8, err, sizeof(err)), 0);
+    memcpy(im->model + 1024, d[2], 512);
+    memcpy(im->model + 1536, d[3], 512);
+    img_check(im);
+    tdm_wlog_dispose(&m2);
+    tdm_wlog_dispose(&w);
+}
+
 /* The byte limit counts held records; commits and drops give it back. */
 static void test_wlog_limit(void **state)
 {
@@ -583,6 +640,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wlog_commit_order, img_setup,
                                         img_teardown),
         cmocka_unit_test_setup_teardown(test_wlog_drop, img_setup,
+                                        img_teardown),
+        cmocka_unit_test_setup_teardown(test_wlog_move, img_setup,
                                         img_teardown),
         cmocka_unit_test_setup_teardown(test_wlog_limit, img_setup,
                                         img_teardown),
