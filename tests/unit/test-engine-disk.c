@@ -33,6 +33,7 @@
 #include <libnbd.h>
 
 #include "engine-private.h"
+#include "engine-loop.h"
 #include "nbdkit-env.h"
 
 #define DISK_SIZE (4u << 20)
@@ -49,7 +50,6 @@ struct tdm_dom {
 };
 
 static struct tdm_dom *primary_dom, *replica_dom;
-static struct tdm_engine *eng_b(void);
 static pthread_mutex_t guest_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_t guest;
 static bool guest_on;
@@ -263,38 +263,8 @@ static const struct tdm_driver_ops fake_disk = {
 
 /* ---- harness ---- */
 
-static struct event_base *base;
-static struct tdm_host *hp, *hb;
-
-static void run_ms(unsigned ms)
-{
-    uint64_t end = tdm_now_ns() + (uint64_t)ms * 1000000;
-
-    while (tdm_now_ns() < end) {
-        struct timeval tv = {0, 2000};
-        event_base_loopexit(base, &tv);
-        event_base_dispatch(base);
-    }
-}
-
-static bool run_until(bool (*cond)(void), unsigned ms)
-{
-    uint64_t end = tdm_now_ns() + (uint64_t)ms * 1000000;
-
-    while (tdm_now_ns() < end) {
-        run_ms(5);
-        if (cond())
-            return true;
-    }
-    return cond();
-}
-
-static struct tdm_engine *eng_p(void) { return tdm_host_find(hp, "d1"); }
-static struct tdm_engine *eng_b(void) { return tdm_host_find(hb, "d1"); }
-static bool protected(void)
-{
-    return eng_p() && eng_p()->state == TDM_ST_PROTECTED;
-}
+/* the guest runs on its own thread */
+static void loop_step(unsigned i) { (void)i; }
 static bool b_primary(void)
 {
     return eng_b() && eng_b()->role == TDM_ROLE_PRIMARY &&

@@ -22,6 +22,7 @@
 #include <event2/thread.h>
 
 #include "engine-private.h"
+#include "engine-loop.h"
 
 #define NPAGES 64
 #define MAX_EPOCHS 4096
@@ -181,39 +182,9 @@ static void guest_step(struct tdm_dom *d, unsigned i)
 
 /* ---- harness ---- */
 
-static struct event_base *base;
-static struct tdm_host *hp, *hb;
-
-static void run_ms(unsigned ms)
+static void loop_step(unsigned i)
 {
-    uint64_t end = tdm_now_ns() + (uint64_t)ms * 1000000;
-    unsigned i = 0;
-
-    while (tdm_now_ns() < end) {
-        struct timeval tv = {0, 2000};
-        event_base_loopexit(base, &tv);
-        event_base_dispatch(base);
-        guest_step(primary_dom, i++);
-    }
-}
-
-static bool run_until(bool (*cond)(void), unsigned ms)
-{
-    uint64_t end = tdm_now_ns() + (uint64_t)ms * 1000000;
-
-    while (tdm_now_ns() < end) {
-        run_ms(5);
-        if (cond())
-            return true;
-    }
-    return cond();
-}
-
-static struct tdm_engine *eng_p(void) { return tdm_host_find(hp, "d1"); }
-static struct tdm_engine *eng_b(void) { return tdm_host_find(hb, "d1"); }
-static bool protected(void)
-{
-    return eng_p() && eng_p()->state == TDM_ST_PROTECTED;
+    guest_step(primary_dom, i);
 }
 
 static int setup(void **state)
