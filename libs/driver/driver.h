@@ -45,6 +45,8 @@ struct tdm_dom_events {
     void *arg;
 };
 
+#define TDM_APPLY_TAKE_MIN 8192
+
 struct tdm_driver_ops {
     const char *name;
 
@@ -79,6 +81,12 @@ struct tdm_driver_ops {
     /* --- backup side --- */
     /* Apply one complete, verified epoch to the replica. */
     int (*apply)(struct tdm_dom *dom, const struct tdm_staging *st);
+    /* Optional: the same, but the driver may take st's buffers (leaving st
+     * initialised and empty; the engine allocates another) and finish the
+     * work off the event loop. The engine uses it for epochs of at least
+     * TDM_APPLY_TAKE_MIN pages, where a copy would hold the loop, and its
+     * heartbeats, for seconds. */
+    int (*apply_take)(struct tdm_dom *dom, struct tdm_staging *st);
     /* Run the replica from its last applied epoch and announce it on the
      * network (gratuitous ARP). Outputs pass unbuffered afterwards until
      * output_buffer(dom, true, ...) is called again (re-protection). */

@@ -150,11 +150,32 @@ static void stream_error(struct tdm_engine *eng, const char *msg)
     evtimer_del(eng->hb);
 }
 
+/* A big epoch (a full one) goes to the driver whole when it can take it:
+ * the engine then stages the next one in a new buffer. */
+static int apply_epoch(struct tdm_engine *eng)
+{
+    size_t cap = eng->st.cap;
+    uint64_t limit = eng->st.pfn_limit;
+    int rc;
+
+    if (!eng->drv->apply_take || eng->st.npages < TDM_APPLY_TAKE_MIN)
+        return eng->drv->apply(eng->dom, &eng->st);
+    rc = eng->drv->apply_take(eng->dom, &eng->st);
+    if (!eng->st.pfns &&
+        (limit > cap ? tdm_staging_alloc_sparse(&eng->st, cap, limit)
+                     : tdm_staging_alloc(&eng->st, cap)) < 0) {
+        log_warnx("%s: cannot allocate the next staging buffer", eng->name);
+        return -1;
+    }
+    return rc;
+}
+
 static void on_epoch_end(struct tdm_engine *eng, const struct tdm_frame *f)
 {
     struct tdm_epoch_end e;
     char err[256], msg[300];
     uint64_t t0;
+    size_t npages;
 
     if (tdm_epoch_end_decode(f->payload, f->len, &e, err, sizeof(err)) < 0) {
         stream_error(eng, err);
@@ -172,12 +193,13 @@ static void on_epoch_end(struct tdm_engine *eng, const struct tdm_frame *f)
         return;
     }
     t0 = tdm_now_ns();
+    npages = eng->st.npages;    /* the driver may take the buffer */
     /* The epoch's disk writes, held until now, go in with its memory. */
     if (tdm__disk_commit(eng, f->epoch, err, sizeof(err)) < 0) {
         stream_error(eng, err);
         return;
     }
-    if (eng->drv->apply(eng->dom, &eng->st) < 0) {
+    if (apply_epoch(eng) < 0) {
         snprintf(msg, sizeof(msg), "epoch %llu rejected by the driver",
                  (unsigned long long)f->epoch);
         tdm__disk_invalidate(eng, msg);
@@ -185,7 +207,7 @@ static void on_epoch_end(struct tdm_engine *eng, const struct tdm_frame *f)
         return;
     }
     tdm_stat_add(&eng->m.apply_ns, tdm_now_ns() - t0);
-    tdm_stat_add(&eng->m.dirty_pages, eng->st.npages);
+    tdm_stat_add(&eng->m.dirty_pages, npages);
     tdm_stat_add(&eng->m.capture_ns, e.capture_ns);
     eng->in_epoch = false;
     eng->applied = f->epoch;

@@ -91,6 +91,24 @@ static void test_page_data(void **state)
     pfns[1] = TDM_XPFN_LIMIT;
     assert_int_equal(tdm_xrec_page_data(&b, pfns, data, 3), -1);
     assert_int_equal(b.len, 8 + 8 + 3 * 8 + 3 * TDM_XPAGE_SIZE);
+    /* the head alone, with the pages after it, is the same record */
+    {
+        struct tdm_xbuf h;
+
+        pfns[1] = 0xfeff0;
+        tdm_xbuf_init(&h);
+        assert_int_equal(tdm_xrec_page_data_head(&h, pfns, 3), 0);
+        assert_int_equal(h.len, 16 + 3 * 8);
+        tdm_xbuf_put(&h, data, 3 * TDM_XPAGE_SIZE);
+        assert_int_equal(h.len, b.len);
+        assert_memory_equal(h.p, b.p, b.len);
+        h.len = 0;
+        assert_int_equal(tdm_xrec_page_data_head(&h, pfns, 0), -1);
+        pfns[2] = TDM_XPFN_LIMIT;
+        assert_int_equal(tdm_xrec_page_data_head(&h, pfns, 3), -1);
+        assert_int_equal(h.len, 0);
+        tdm_xbuf_dispose(&h);
+    }
     tdm_xbuf_dispose(&b);
     free(data);
 }

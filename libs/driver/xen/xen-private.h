@@ -37,7 +37,13 @@ struct xen_conf {
 /* One queued piece of the restore stream. */
 struct xen_chunk {
     struct xen_chunk *next;
+    /* An epoch taken whole from the engine (xen_replica_apply_take): its
+     * pages go into the stream straight from the staging buffer, as
+     * PAGE_DATA records of pfns[], ahead of b. */
+    struct tdm_staging pages;
+    uint64_t *pfns;
     struct tdm_xbuf b;
+    size_t bytes;           /* of stream, for the queue's bound */
 };
 
 /* The backup's replica: Xen's stock restore in a child process, fed
@@ -110,6 +116,7 @@ int xen_open_handles(struct tdm_dom *d, bool fmem, char *err, size_t errlen);
 /* xen-restore.c */
 void xen_replica_init(struct tdm_dom *d);
 int xen_replica_apply(struct tdm_dom *d, const struct tdm_staging *st);
+int xen_replica_apply_take(struct tdm_dom *d, struct tdm_staging *st);
 int xen_replica_activate(struct tdm_dom *d);
 void xen_replica_destroy(struct tdm_dom *d);
 /* Destroy the running domain d->domid with libxl (devices and all). */

@@ -274,12 +274,40 @@ static bool write_all(struct xen_replica *r, const uint8_t *p, size_t len)
     return true;
 }
 
+static void chunk_free(struct xen_chunk *c)
+{
+    tdm_xbuf_dispose(&c->b);
+    tdm_staging_dispose(&c->pages);
+    free(c->pfns);
+    free(c);
+}
+
+/* A taken epoch's pages: a PAGE_DATA head, then the pages where they lie. */
+static bool write_pages(struct xen_replica *r, const struct xen_chunk *c)
+{
+    struct tdm_xbuf h;
+    bool ok = true;
+
+    tdm_xbuf_init(&h);
+    for (size_t i = 0; ok && i < c->pages.npages; i += TDM_XPAGE_BATCH) {
+        uint32_t n = (uint32_t)TDM_MIN((size_t)TDM_XPAGE_BATCH,
+                                       c->pages.npages - i);
+        h.len = 0;
+        /* pfns were checked when their slots came */
+        tdm_xrec_page_data_head(&h, c->pfns + i, n);
+        ok = write_all(r, h.p, h.len) &&
+             write_all(r, tdm_staging_page(&c->pages, i),
+                       (size_t)n * TDM_XPAGE_SIZE);
+    }
+    tdm_xbuf_dispose(&h);
+    return ok;
+}
+
 static void free_chunks(struct xen_chunk *c)
 {
     while (c) {
         struct xen_chunk *next = c->next;
-        tdm_xbuf_dispose(&c->b);
-        free(c);
+        chunk_free(c);
         c = next;
     }
 }
@@ -300,12 +328,13 @@ static void *writer_main(void *arg)
         if (!c)
             break;
         ok = !__atomic_load_n(&r->abort, __ATOMIC_ACQUIRE) &&
+             (!c->pfns || write_pages(r, c)) &&
              write_all(r, c->b.p, c->b.len);
         pthread_mutex_lock(&r->lock);
         r->head = c->next;
         if (!r->head)
             r->tail = NULL;
-        r->queued -= c->b.len;
+        r->queued -= c->bytes;
         if (!ok) {
             r->failed = true;
             free_chunks(r->head);
@@ -314,8 +343,7 @@ static void *writer_main(void *arg)
         }
         pthread_cond_broadcast(&r->cond);
         pthread_mutex_unlock(&r->lock);
-        tdm_xbuf_dispose(&c->b);
-        free(c);
+        chunk_free(c);
         if (!ok)
             break;
     }
@@ -331,8 +359,7 @@ static int push(struct xen_replica *r, struct xen_chunk *c)
         pthread_cond_wait(&r->cond, &r->lock);
     if (r->failed) {
         pthread_mutex_unlock(&r->lock);
-        tdm_xbuf_dispose(&c->b);
-        free(c);
+        chunk_free(c);
         return -1;
     }
     c->next = NULL;
@@ -341,7 +368,9 @@ static int push(struct xen_replica *r, struct xen_chunk *c)
     else
         r->head = c;
     r->tail = c;
-    r->queued += c->b.len;
+    if (!c->bytes)
+        c->bytes = c->b.len;
+    r->queued += c->bytes;
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->lock);
     return 0;
@@ -408,7 +437,9 @@ static int start(struct tdm_dom *d, const struct tdm_xstate *s)
     return push(r, c);
 }
 
-int xen_replica_apply(struct tdm_dom *d, const struct tdm_staging *st)
+/* take: the chunk takes st's buffers and the writer thread sends its pages
+ * from there (st is left empty); otherwise they are copied now. */
+static int replica_epoch(struct tdm_dom *d, struct tdm_staging *st, bool take)
 {
     struct xen_replica *r = &d->r;
     struct tdm_xstate s;
@@ -470,26 +501,55 @@ int xen_replica_apply(struct tdm_dom *d, const struct tdm_staging *st)
         return -1;
     }
     c = tdm_calloc(1, sizeof(*c));
-    tdm_xbuf_reserve(&c->b, tdm_xstream_epoch_size(st->npages) +
-                     st->state_len);
-    for (size_t i = 0; i < st->npages; i += TDM_XPAGE_BATCH) {
-        uint32_t n = (uint32_t)TDM_MIN((size_t)TDM_XPAGE_BATCH,
-                                       st->npages - i);
-        for (uint32_t j = 0; j < n; j++)
-            pfns[j] = r->slot_pfn[st->pfns[i + j]];
-        /* pfns were checked when their slots came */
-        tdm_xrec_page_data(&c->b, pfns, tdm_staging_page(st, i), n);
+    if (take) {
+        /* the pages stay where they are: only their pfns are worked out */
+        c->pfns = tdm_malloc(TDM_MAX(st->npages, (size_t)1) *
+                             sizeof(*c->pfns));
+        for (size_t i = 0; i < st->npages; i++)
+            c->pfns[i] = r->slot_pfn[st->pfns[i]];
+        tdm_xbuf_reserve(&c->b, 64 + st->state_len);
+    } else {
+        tdm_xbuf_reserve(&c->b, tdm_xstream_epoch_size(st->npages) +
+                         st->state_len);
+        for (size_t i = 0; i < st->npages; i += TDM_XPAGE_BATCH) {
+            uint32_t n = (uint32_t)TDM_MIN((size_t)TDM_XPAGE_BATCH,
+                                           st->npages - i);
+            for (uint32_t j = 0; j < n; j++)
+                pfns[j] = r->slot_pfn[st->pfns[i + j]];
+            /* pfns were checked when their slots came */
+            tdm_xrec_page_data(&c->b, pfns, tdm_staging_page(st, i), n);
+        }
     }
     for (unsigned i = 0; i < s.nrec; i++)
         tdm_xrec_put(&c->b, s.rec[i].type, s.rec[i].body, s.rec[i].len);
     tdm_xstream_checkpoint(&c->b);
     r->epochs++;
+    c->bytes = c->b.len;
     if (full)
         log_info("%s: epoch %llu: full, %zu pages, %zu bytes of stream "
-                 "queued in %.1f ms", d->conf.name,
-                 (unsigned long long)st->epoch, st->npages, c->b.len,
-                 (tdm_now_ns() - t0) / 1e6);
+                 "queued in %.1f ms%s", d->conf.name,
+                 (unsigned long long)st->epoch, st->npages,
+                 c->bytes + (take ? tdm_xstream_epoch_size(st->npages) : 0),
+                 (tdm_now_ns() - t0) / 1e6,
+                 take ? " (its pages go from the staging buffer, off the "
+                        "event loop)" : "");
+    if (take) {
+        c->bytes += tdm_xstream_epoch_size(st->npages);
+        c->pages = *st;             /* the buffers are the chunk's now */
+        tdm_staging_init(st);
+    }
     return push(r, c);
+}
+
+int xen_replica_apply(struct tdm_dom *d, const struct tdm_staging *st)
+{
+    /* not taken: st is only read */
+    return replica_epoch(d, (struct tdm_staging *)st, false);
+}
+
+int xen_replica_apply_take(struct tdm_dom *d, struct tdm_staging *st)
+{
+    return replica_epoch(d, st, true);
 }
 
 /* ---- activate, destroy ---- */

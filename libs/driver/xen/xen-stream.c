@@ -117,20 +117,20 @@ void tdm_xstream_head(struct tdm_xbuf *b, uint16_t xen_major,
     tdm_put_le32(p + 12, xen_minor);
 }
 
-int tdm_xrec_page_data(struct tdm_xbuf *b, const uint64_t *pfns,
-                       const uint8_t *data, uint32_t n)
+static uint8_t *page_data_head(struct tdm_xbuf *b, const uint64_t *pfns,
+                               uint32_t n, size_t extra)
 {
     size_t body;
     uint8_t *p;
 
     if (n == 0 || n > TDM_XPAGE_BATCH)
-        return -1;
+        return NULL;
     for (uint32_t i = 0; i < n; i++)
         if (pfns[i] >= TDM_XPFN_LIMIT)
-            return -1;
+            return NULL;
     body = 8 + (size_t)n * 8 + (size_t)n * TDM_XPAGE_SIZE;
-    /* every byte is written below: no clearing of megabytes first */
-    p = extend(b, 8 + body);
+    /* every byte is written by the caller: no clearing of megabytes first */
+    p = extend(b, 16 + (size_t)n * 8 + extra);
     tdm_put_le32(p, TDM_XREC_PAGE_DATA);
     tdm_put_le32(p + 4, (uint32_t)body);
     tdm_put_le32(p + 8, n);
@@ -139,8 +139,24 @@ int tdm_xrec_page_data(struct tdm_xbuf *b, const uint64_t *pfns,
     /* type NOTAB (0) in the top bits: a normal page with data */
     for (uint32_t i = 0; i < n; i++, p += 8)
         tdm_put_le64(p, pfns[i]);
+    return p;
+}
+
+int tdm_xrec_page_data(struct tdm_xbuf *b, const uint64_t *pfns,
+                       const uint8_t *data, uint32_t n)
+{
+    uint8_t *p = page_data_head(b, pfns, n, (size_t)n * TDM_XPAGE_SIZE);
+
+    if (!p)
+        return -1;
     memcpy(p, data, (size_t)n * TDM_XPAGE_SIZE);
     return 0;
+}
+
+int tdm_xrec_page_data_head(struct tdm_xbuf *b, const uint64_t *pfns,
+                            uint32_t n)
+{
+    return page_data_head(b, pfns, n, 0) ? 0 : -1;
 }
 
 void tdm_xstream_checkpoint(struct tdm_xbuf *b)

@@ -84,6 +84,11 @@ void tdm_xstream_head(struct tdm_xbuf *b, uint16_t xen_major,
  * the 4096 bytes at data + i * 4096. -1 on a bad count or frame number. */
 int tdm_xrec_page_data(struct tdm_xbuf *b, const uint64_t *pfns,
                        const uint8_t *data, uint32_t n);
+/* The same record without its page data: the header and the pfns, for a
+ * writer that sends the n pages (n * TDM_XPAGE_SIZE bytes, straight from
+ * where they are) right after it. Returns -1 on the rules above. */
+int tdm_xrec_page_data_head(struct tdm_xbuf *b, const uint64_t *pfns,
+                            uint32_t n);
 /* The end of one checkpoint: libxc CHECKPOINT, then libxl CHECKPOINT_END
  * (libxc hands the stream to libxl at a CHECKPOINT). */
 void tdm_xstream_checkpoint(struct tdm_xbuf *b);

@@ -676,61 +676,46 @@ fail:
     return -1;
 }
 
-/* Copy the frames of [from, to) in batches, upwards (dir > 0) or
- * downwards; with stop_at_hole, stop after the first batch that had no
- * frame at all. Returns where it stopped (the end of the range it
- * covered), or -1. */
-static int64_t copy_range(struct tdm_dom *d, struct tdm_staging *st,
-                          uint64_t from, uint64_t to, int dir,
-                          bool stop_at_hole)
-{
-    while (from < to) {
-        uint64_t lo, um = d->unmappable;
-        size_t n = (size_t)TDM_MIN((uint64_t)TDM_XPAGE_BATCH, to - from);
-
-        lo = dir > 0 ? from : to - n;
-        for (size_t i = 0; i < n; i++)
-            d->batch_pfn[i] = lo + i;
-        if (copy_batch(d, st, n, true) < 0)
-            return -1;
-        d->probed += n;
-        if (dir > 0)
-            from += n;
-        else
-            to -= n;
-        if (stop_at_hole && d->unmappable - um == n)
-            break;
-    }
-    return (int64_t)(dir > 0 ? from : to);
-}
+/* Exported by libxenctrl 4.17 (VERS_4.17.0), and what its own save code
+ * asks for every guest type, but declared only in its private header. */
+int xc_get_pfn_type_batch(xc_interface *xch, uint32_t dom, unsigned int num,
+                          xen_pfn_t *arr);
 
 /* The full epoch's live copy of every frame. A PVH guest's physmap is its
- * RAM from 0, a few special pages just below its end and a wide hole in
- * between that costs seconds to probe frame by frame: the copy works in
- * from both ends until each meets a batch without a frame, and probes the
- * middle only if that found fewer frames than the domain has. */
+ * RAM, a few pages of ACPI tables and special pages near 4 GiB, and holes
+ * in between that cost seconds to find by failing to map them frame by
+ * frame: Xen says which frames are holes (getpageframeinfo3) and only the
+ * others are mapped. If Xen cannot say, every frame is tried. */
 static int full_copy(struct tdm_dom *d, struct tdm_staging *st)
 {
-    xc_dominfo_t info;
-    int64_t lo, hi;
+    static bool types_failed;
+    xen_pfn_t types[TDM_XPAGE_BATCH];
 
     d->probed = 0;
-    if (dominfo(d, &info) < 0) {
-        log_warnx("domain %u vanished", d->domid);
-        return -1;
-    }
-    lo = copy_range(d, st, 0, d->p2m_size, 1, true);
-    if (lo < 0)
-        return -1;
-    hi = copy_range(d, st, (uint64_t)lo, d->p2m_size, -1, true);
-    if (hi < 0)
-        return -1;
-    if (st->npages < info.nr_pages && hi > lo) {
-        log_info("%s: %zu of the domain's %lu frames found at the ends of "
-                 "its physmap: probing the %lld frames between", d->conf.name,
-                 st->npages, info.nr_pages, (long long)(hi - lo));
-        if (copy_range(d, st, (uint64_t)lo, (uint64_t)hi, 1, false) < 0)
+    for (uint64_t pfn = 0; pfn < d->p2m_size;) {
+        size_t n = (size_t)TDM_MIN((uint64_t)TDM_XPAGE_BATCH,
+                                   d->p2m_size - pfn), k = 0;
+
+        for (size_t i = 0; i < n; i++)
+            types[i] = (xen_pfn_t)(pfn + i);
+        if (!types_failed &&
+            xc_get_pfn_type_batch(d->xch, d->domid, (unsigned)n, types) < 0) {
+            log_warn("%s: Xen cannot tell holes in the physmap (frame types "
+                     "of domain %u): every frame is tried", d->conf.name,
+                     d->domid);
+            types_failed = true;
+        }
+        for (size_t i = 0; i < n; i++) {
+            uint32_t t = (uint32_t)(types[i] & XEN_DOMCTL_PFINFO_LTAB_MASK);
+            if (types_failed || (t != XEN_DOMCTL_PFINFO_XTAB &&
+                                 t != XEN_DOMCTL_PFINFO_BROKEN &&
+                                 t != XEN_DOMCTL_PFINFO_XALLOC))
+                d->batch_pfn[k++] = pfn + i;
+        }
+        d->probed += k;
+        if (k && copy_batch(d, st, k, true) < 0)
             return -1;
+        pfn += n;
     }
     return 0;
 }
@@ -848,7 +833,7 @@ static int xen_capture(struct tdm_dom *d, struct tdm_staging *st)
         if (full_copy(d, st) < 0)
             return -1;
         log_info("%s: full copy of %zu frames while the guest runs: "
-                 "%.1f ms (physmap of %llu frames, %llu of them probed)",
+                 "%.1f ms (physmap of %llu frames, %llu of them mapped)",
                  d->conf.name, st->npages, (tdm_now_ns() - t0) / 1e6,
                  (unsigned long long)d->p2m_size,
                  (unsigned long long)d->probed);
@@ -892,6 +877,16 @@ static int xen_apply(struct tdm_dom *d, const struct tdm_staging *st)
         return -1;
     }
     return xen_replica_apply(d, st);
+}
+
+static int xen_apply_take(struct tdm_dom *d, struct tdm_staging *st)
+{
+    if (!d->replica) {
+        log_warnx("%s: epoch %llu: not a replica", d->conf.name,
+                  (unsigned long long)st->epoch);
+        return -1;
+    }
+    return xen_replica_apply_take(d, st);
 }
 
 static int xen_activate(struct tdm_dom *d)
@@ -999,6 +994,7 @@ const struct tdm_driver_ops tdm_driver_xen = {
     .capture = xen_capture,
     .resume = xen_resume,
     .apply = xen_apply,
+    .apply_take = xen_apply_take,
     .activate = xen_activate,
     /* No device-model queues: output commit is netbuf's, on the vifs. */
     .output_buffer = NULL,

@@ -17,7 +17,7 @@
 #                                          cooperative)
 #   RIG_TANDEM_MEASURE=1    report whether the replica runs (RESULT) rather
 #                           than require it (tandem-pause.sh)
-#   RIG_TANDEM_TIMEOUT_MS   the engine's failure timeout (default 30000)
+#   RIG_TANDEM_TIMEOUT_MS   the engine's failure timeout (default 10000)
 # RESULT lines: checkpoints, pause (median/p99 ms, as the engine measures
 # it: suspend to resume), dirty pages per checkpoint, the first (full)
 # epoch, failover times, the counters on each side of the failover.
@@ -28,14 +28,11 @@ DUR=${RIG_TANDEM_SECONDS:-30}
 INT=${RIG_TANDEM_INTERVAL_MS:-100}
 SUSPEND=${RIG_TANDEM_SUSPEND:-cooperative}
 MEASURE=${RIG_TANDEM_MEASURE:-}
-# The first epoch copies the whole guest, which blocks each daemon's event
-# loop meanwhile, and no heartbeat leaves it: A for its live copy (1-2 s
-# here), B while it turns the epoch into Xen's stream (4 s in a quiet dom0,
-# 19 s once in CI's busy one, where A then took B for dead, reconnected
-# and sent the full epoch again, and B took A's next full copy for A's
-# death). Under qemu's emulation the timeout must outlast that; see
-# HACKING.md, "Known limits".
-HB=500 TMO=${RIG_TANDEM_TIMEOUT_MS:-30000}
+# The first epoch copies the whole guest: A's live copy holds its event
+# loop (2-3 s here under qemu's emulation) and no heartbeat leaves it
+# meanwhile; B hands the epoch to its writer thread whole (under 1 s). The
+# timeout must outlast that: see HACKING.md, "Known limits".
+HB=500 TMO=${RIG_TANDEM_TIMEOUT_MS:-10000}
 T=/tmp/tdm-$SUSPEND
 rm -rf "$T"; mkdir -p "$T"
 PA=7391 PB=7392
