@@ -7,7 +7,8 @@
 #
 #   --scenario NAME      run tests/xen/scenarios/NAME.sh in dom0 (repeatable;
 #                        default: every scenario, except those marked
-#                        "# rig: needs tandem" when no tandem build is given)
+#                        "# rig: needs tandem" when no tandem build is given
+#                        and those marked "# rig: manual")
 #   --tandem-build DIR   a configured and built tandem tree (e.g. build/):
 #                        every ELF executable under DIR goes to dom0's
 #                        /opt/tandem/build, tandemd and xl-tandem on PATH
@@ -37,6 +38,8 @@ CPU=${XEN_RIG_CPU:-qemu64}
 DEPS=1 KEEP=0
 
 needs_tandem() { grep -q '^# rig: needs tandem' "$RIG_DIR/scenarios/$1.sh" 2>/dev/null; }
+# "# rig: manual REASON": run only when named with --scenario
+manual() { sed -n 's/^# rig: manual //p' "$RIG_DIR/scenarios/$1.sh" 2>/dev/null; }
 all_scenarios() { ls "$RIG_DIR"/scenarios/*.sh 2>/dev/null | sed 's|.*/||; s|\.sh$||'; }
 
 while [ $# -gt 0 ]; do
@@ -53,8 +56,9 @@ while [ $# -gt 0 ]; do
     --keep) KEEP=1; shift ;;
     --list)
       for s in $(all_scenarios); do
-        printf '%-14s %s%s\n' "$s" "$(sed -n 's/^# rig: about //p' "$RIG_DIR/scenarios/$s.sh")" \
-          "$(needs_tandem "$s" && echo ' (needs tandem)')"
+        printf '%-14s %s%s%s\n' "$s" "$(sed -n 's/^# rig: about //p' "$RIG_DIR/scenarios/$s.sh")" \
+          "$(needs_tandem "$s" && echo ' (needs tandem)')" \
+          "$([ -n "$(manual "$s")" ] && echo ' (manual)')"
       done; exit 0 ;;
     -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -76,6 +80,8 @@ if [ ${#SCENARIOS[@]} = 0 ]; then
   for s in $(all_scenarios); do
     if [ -z "$TANDEM_BUILD" ] && needs_tandem "$s"; then
       say "scenario $s not run: it needs a tandem build (--tandem-build DIR)"
+    elif [ -n "$(manual "$s")" ]; then
+      say "scenario $s not run by default (--scenario $s runs it): $(manual "$s")"
     else
       SCENARIOS+=("$s")
     fi
