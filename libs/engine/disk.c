@@ -384,8 +384,11 @@ bad:
 
 /* ---- primary: forwarding ---- */
 
-/* What the loop has yet to send, for the reader's throttle; while it is
- * throttled a timer looks again, as the peer's output drains. */
+/* What the loop has yet to send, for the reader's throttle. A timer looks
+ * again as the peer's output drains, while the reader waits or may be
+ * about to: it throttles on the value it was last given, and with half
+ * the bound or more still unsent the next record need not come (the reader
+ * is not reading), so the timer must. */
 static void backlog_update(struct tdm__disk *d)
 {
     struct tdm_engine *eng = d->eng;
@@ -398,7 +401,7 @@ static void backlog_update(struct tdm__disk *d)
     if (d->qbytes + b <= BACKLOG_MAX)
         pthread_cond_broadcast(&d->cond);
     pthread_mutex_unlock(&d->lock);
-    if (throttled && d->backlog_ev) {
+    if ((throttled || b > BACKLOG_MAX / 2) && d->backlog_ev) {
         struct timeval tv = {0, BACKLOG_TICK_MS * 1000};
         evtimer_add(d->backlog_ev, &tv);
     }
