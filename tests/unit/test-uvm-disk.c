@@ -46,48 +46,17 @@
 #define RAM_SIZE ((uint64_t)RAM_MIB << 20)
 #define DISK_SIZE (4u << 20)
 
-static struct event_base *base;
-static char tmpdir[64], kpath[128], logpath[128];
+static char tmpdir[64], logpath[128];
 static int log_fd = -1;
 
-/* ---- a very small assembler (as test-uvm.c) ---- */
+#include "uvm-test.h"
 
-struct as {
-    uint8_t b[4096];
-    size_t n;
-};
-
-enum { RAX = 0, RCX = 1, RDX = 2, RBX = 3, RSI = 6, RDI = 7 };
-
-static void emit(struct as *a, const uint8_t *p, size_t n)
+/* Hand-assembled guests go to tmpdir (the KV tests point kpath at the
+ * firmware). */
+static void kernel_in_tmpdir(void)
 {
-    assert_true(a->n + n <= sizeof(a->b));
-    memcpy(a->b + a->n, p, n);
-    a->n += n;
+    snprintf(kpath, sizeof(kpath), "%s/kernel", tmpdir);
 }
-#define EMIT(a, ...) emit(a, (const uint8_t[]){__VA_ARGS__}, \
-                          sizeof((const uint8_t[]){__VA_ARGS__}))
-
-static void mov_imm(struct as *a, int reg, uint64_t v)
-{
-    EMIT(a, 0x48, (uint8_t)(0xb8 + reg));
-    tdm_put_le64(a->b + a->n, v);
-    a->n += 8;
-}
-
-static void hcall(struct as *a, uint8_t port)
-{
-    EMIT(a, 0x48, 0x8d, 0x0d, 2, 0, 0, 0);     /* lea rcx,[rip+2] */
-    EMIT(a, 0xe5, port);                        /* in eax,port */
-}
-
-static void store_eax(struct as *a, uint64_t addr)
-{
-    mov_imm(a, RBX, addr);
-    EMIT(a, 0x89, 0x03);                        /* mov [rbx],eax */
-}
-
-static void spin(struct as *a) { EMIT(a, 0xeb, 0xfe); }
 
 /* Loop on UVM_HC_WAIT until the byte at flag is not 0. */
 static void wait_flag(struct as *a, uint64_t flag)
@@ -99,17 +68,6 @@ static void wait_flag(struct as *a, uint64_t flag)
     mov_imm(a, RBX, flag);
     EMIT(a, 0x80, 0x3b, 0x00);                  /* cmp byte [rbx],0 */
     EMIT(a, 0x74, (uint8_t)(top - (a->n + 2))); /* je top */
-}
-
-static void write_kernel(const uint8_t *code, size_t n)
-{
-    FILE *f;
-
-    snprintf(kpath, sizeof(kpath), "%s/kernel", tmpdir);
-    f = fopen(kpath, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(code, 1, n, f), n);
-    fclose(f);
 }
 
 /* ---- the log (stderr goes to a file, so that messages can be checked) ---- */
@@ -192,58 +150,12 @@ static void nbd_stop(struct nbd_srv *s)
 
 /* ---- domains ---- */
 
-static struct {
-    int count;
-    bool crashed;
-    char why[160];
-} stops;
-
-static void on_stop(void *arg, bool crashed, const char *why)
-{
-    (void)arg;
-    stops.count++;
-    stops.crashed = crashed;
-    tdm_strlcpy(stops.why, why, sizeof(stops.why));
-}
-
-static const struct tdm_dom_events events = {.guest_stopped = on_stop};
-
-static struct tdm_dom *make_cfg(int mib, const char *extra_cfg, bool replica,
-                                int want)
-{
-    struct tdm_cfg cfg;
-    struct tdm_dom *d = NULL;
-    char text[1024], err[256];
-    int rc;
-
-    snprintf(text, sizeof(text), "name = \"t\"\nmemory = %d\nkernel = \"%s\"\n%s",
-             mib, kpath, extra_cfg ? extra_cfg : "");
-    tdm_cfg_init(&cfg);
-    assert_int_equal(tdm_cfg_parse(&cfg, text, strlen(text), err, sizeof(err)), 0);
-    if (replica)
-        rc = tdm_driver_uvm.create_replica(&cfg, base, &events, &d);
-    else
-        rc = tdm_driver_uvm.create(&cfg, base, &events, &d);
-    assert_int_equal(rc, want);
-    tdm_cfg_dispose(&cfg);
-    return d;
-}
-
 static struct tdm_dom *make_disk(const char *sock, bool replica)
 {
     char extra[256];
 
     snprintf(extra, sizeof(extra), "disk_nbd = \"%s\"\n", sock);
     return make_cfg(RAM_MIB, extra, replica, 0);
-}
-
-static void wait_stop(void)
-{
-    for (int i = 0; i < 1000 && !stops.count; i++) {
-        event_base_loop(base, EVLOOP_NONBLOCK);
-        usleep(10000);
-    }
-    assert_int_equal(stops.count, 1);
 }
 
 /* ---- the device model ---- */
@@ -303,6 +215,7 @@ static void write_kernel_with(const struct as *a, const struct call *c,
     /* the bytes the guest writes: a pattern at WBUF */
     for (size_t i = 0; i < 4096; i++)
         img[(WBUF - UVM_LOAD_ADDR) + i] = (uint8_t)(i * 7 + 3);
+    kernel_in_tmpdir();
     write_kernel(img, size);
     free(img);
 }
@@ -456,6 +369,7 @@ static void test_disk_missing(void **state)
 
     (void)state;
     spin(&a);
+    kernel_in_tmpdir();
     write_kernel(a.b, a.n);
     log_reset();
     snprintf(extra, sizeof(extra), "disk_nbd = \"%s/nothing.sock\"\n", tmpdir);

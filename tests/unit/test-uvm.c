@@ -30,121 +30,14 @@
 #define RAM_MIB 8
 #define RAM_SIZE ((uint64_t)RAM_MIB << 20)
 
-static struct event_base *base;
-static char kpath[64];
-
-/* ---- a very small assembler ---- */
-
-struct as {
-    uint8_t b[2048];
-    size_t n;
-};
-
-enum { RAX = 0, RCX = 1, RDX = 2, RBX = 3, RSI = 6, RDI = 7 };
-
-static void emit(struct as *a, const uint8_t *p, size_t n)
-{
-    assert_true(a->n + n <= sizeof(a->b));
-    memcpy(a->b + a->n, p, n);
-    a->n += n;
-}
-#define EMIT(a, ...) emit(a, (const uint8_t[]){__VA_ARGS__}, \
-                          sizeof((const uint8_t[]){__VA_ARGS__}))
-
-static void mov_imm(struct as *a, int reg, uint64_t v)   /* mov r64, imm64 */
-{
-    EMIT(a, 0x48, (uint8_t)(0xb8 + reg));
-    tdm_put_le64(a->b + a->n, v);
-    a->n += 8;
-}
-
-/* A hypercall as the ABI asks: RCX = the address after the IN. */
-static void hcall(struct as *a, uint8_t port)
-{
-    EMIT(a, 0x48, 0x8d, 0x0d, 2, 0, 0, 0);     /* lea rcx,[rip+2] */
-    EMIT(a, 0xe5, port);                        /* in eax,port */
-}
-
-static void store_eax(struct as *a, uint64_t addr)  /* [addr] = eax */
-{
-    mov_imm(a, RBX, addr);
-    EMIT(a, 0x89, 0x03);                        /* mov [rbx],eax */
-}
-
-static void jmp_to(struct as *a, size_t target)
-{
-    EMIT(a, 0xeb, (uint8_t)(target - (a->n + 2)));
-}
-
-static void spin(struct as *a) { EMIT(a, 0xeb, 0xfe); }
-
-static void write_kernel(const uint8_t *code, size_t n)
-{
-    FILE *f;
-    int fd;
-
-    strcpy(kpath, "/tmp/tdm-uvm-test-XXXXXX");
-    fd = mkstemp(kpath);
-    assert_true(fd >= 0);
-    f = fdopen(fd, "w");
-    assert_int_equal(fwrite(code, 1, n, f), n);
-    fclose(f);
-}
-
-/* ---- domains ---- */
-
-static struct {
-    int count;
-    bool crashed;
-    char why[160];
-} stops;
-
-static void on_stop(void *arg, bool crashed, const char *why)
-{
-    (void)arg;
-    stops.count++;
-    stops.crashed = crashed;
-    tdm_strlcpy(stops.why, why, sizeof(stops.why));
-}
-
-static const struct tdm_dom_events events = {.guest_stopped = on_stop};
-
-static struct tdm_dom *make_cfg(const char *extra_cfg, bool replica, int want)
-{
-    struct tdm_cfg cfg;
-    struct tdm_dom *d = NULL;
-    char text[768], err[256];
-    int rc;
-
-    snprintf(text, sizeof(text), "name = \"t\"\nmemory = %d\nkernel = \"%s\"\n%s",
-             RAM_MIB, kpath, extra_cfg ? extra_cfg : "");
-    tdm_cfg_init(&cfg);
-    assert_int_equal(tdm_cfg_parse(&cfg, text, strlen(text), err, sizeof(err)), 0);
-    if (replica)
-        rc = tdm_driver_uvm.create_replica(&cfg, base, &events, &d);
-    else
-        rc = tdm_driver_uvm.create(&cfg, base, &events, &d);
-    assert_int_equal(rc, want);
-    tdm_cfg_dispose(&cfg);
-    return d;
-}
+#include "uvm-test.h"
 
 static struct tdm_dom *make(const char *extra_cfg, bool replica)
 {
-    return make_cfg(extra_cfg, replica, 0);
+    return make_cfg(RAM_MIB, extra_cfg, replica, 0);
 }
 
 static void run_a_while(void) { usleep(30000); }
-
-/* Run the event loop until the guest reports a stop (or 5 s). */
-static void wait_stop(void)
-{
-    for (int i = 0; i < 500 && !stops.count; i++) {
-        event_base_loop(base, EVLOOP_NONBLOCK);
-        usleep(10000);
-    }
-    assert_int_equal(stops.count, 1);
-}
 
 static void staging(struct tdm_staging *st, struct tdm_dom *d)
 {
@@ -1051,9 +944,9 @@ static void test_config_errors(void **state)
 
     /* create runs the same checks, and a missing kernel fails cleanly */
     strcpy(kpath, "/nonexistent/kernel");
-    assert_null(make_cfg("bogus = 1\n", false, -1));
-    assert_null(make_cfg(NULL, false, -1));
-    assert_null(make_cfg("disk = \"x\"\n", true, -1));
+    assert_null(make_cfg(RAM_MIB, "bogus = 1\n", false, -1));
+    assert_null(make_cfg(RAM_MIB, NULL, false, -1));
+    assert_null(make_cfg(RAM_MIB, "disk = \"x\"\n", true, -1));
 }
 
 int main(void)
@@ -1076,10 +969,19 @@ int main(void)
     };
     int rc;
 
+    int fd;
+
+    strcpy(kpath, "/tmp/tdm-uvm-test-XXXXXX");
+    if ((fd = mkstemp(kpath)) < 0) {
+        perror("mkstemp");
+        return 1;
+    }
+    close(fd);
     tdm_log_init("test-uvm", true, getenv("TDM_TEST_DEBUG") ? TDM_LOG_DEBUG : TDM_LOG_ERR - 1);
     evthread_use_pthreads();
     base = event_base_new();
     rc = cmocka_run_group_tests(tests, NULL, NULL);
     event_base_free(base);
+    unlink(kpath);
     return rc;
 }
