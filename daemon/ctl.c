@@ -291,6 +291,10 @@ void ctl_gen_domain(yajl_gen g, struct tdm_engine *eng, bool full)
         tdm_ctl_gen_kv_u64(g, "syncs", m->syncs);
         tdm_ctl_gen_kv_u64(g, "sync_pause_ns", m->sync_pause_ns);
         tdm_ctl_gen_kv_u64(g, "sync_pages", m->sync_pages);
+        tdm_ctl_gen_kv_u64(g, "sync_live_ns", m->sync_live_ns);
+        tdm_ctl_gen_kv_u64(g, "sync_live_steps", m->sync_live_steps);
+        tdm_ctl_gen_kv_u64(g, "sync_live_step_max_ns",
+                           m->sync_live_step_max_ns);
         gen_stat(g, "pause_ns", &m->pause_ns);
         gen_stat(g, "capture_ns", &m->capture_ns);
         gen_stat(g, "dirty_pages", &m->dirty_pages);

@@ -93,6 +93,12 @@ static void h_domain(yajl_val d)
         printf("  initial sync   %lld pages, pause %.3g ms (%lld syncs; not "
                "in the figures below)\n", num(d, "sync_pages"),
                (double)num(d, "sync_pause_ns") / 1e6, num(d, "syncs"));
+    if (num(d, "sync_live_steps"))
+        printf("  live copy      %.3g ms in %lld steps, the longest %.3g ms "
+               "(the guest running)\n",
+               (double)num(d, "sync_live_ns") / 1e6,
+               num(d, "sync_live_steps"),
+               (double)num(d, "sync_live_step_max_ns") / 1e6);
     h_stat(d, "pause_ns", "pause", 1000.0, "us");
     h_stat(d, "dirty_pages", "dirty pages", 1.0, "");
     h_stat(d, "epoch_bytes", "epoch bytes", 1024.0, "KiB");

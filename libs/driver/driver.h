@@ -71,6 +71,17 @@ struct tdm_driver_ops {
      * every page (the initial full copy). */
     int (*log_dirty)(struct tdm_dom *dom, bool enable);
 
+    /* Optional, primary: the live part of a full epoch, in steps. Called
+     * after log_dirty(dom, true), before the next suspend, with st reset
+     * for that epoch: copy up to max_pages more pages into st while the
+     * guest runs. Returns 1 while pages remain, 0 once every page has been
+     * copied (the capture that follows then copies only what the guest
+     * dirtied meanwhile), -1 on error. The engine returns to its event loop
+     * between steps, so heartbeats and acks keep flowing however large the
+     * guest. Without it, capture makes the whole live copy in one call. */
+    int (*precopy)(struct tdm_dom *dom, struct tdm_staging *st,
+                   size_t max_pages);
+
     /* --- the pause: suspend, capture, resume. No network I/O in here. --- */
     int (*suspend)(struct tdm_dom *dom);
     /* While suspended: copy dirty pages and CPU/device state into st and
@@ -118,7 +129,8 @@ struct tdm_driver_ops {
 
 /* Registry: NULL if no driver of that name was built in. */
 const struct tdm_driver_ops *tdm_driver_find(const char *name);
-/* Make one more driver findable by name (tests, out-of-tree drivers). */
+/* Make one more driver findable by name (tests, out-of-tree drivers): up
+ * to 4 names; registering a name again replaces its driver. */
 void tdm_driver_register(const struct tdm_driver_ops *ops);
 /* Comma-separated list of the built-in drivers, for messages. */
 const char *tdm_driver_names(void);

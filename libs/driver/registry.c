@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-only */
 #include "config.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "driver.h"
@@ -15,18 +16,28 @@ static const struct tdm_driver_ops *const drivers[] = {
     NULL,
 };
 
-/* One extra slot for drivers registered at run time (tests). */
-static const struct tdm_driver_ops *extra;
+/* A few slots for drivers registered at run time (tests); a name
+ * registered again replaces its driver. */
+#define EXTRA_MAX 4
+static const struct tdm_driver_ops *extra[EXTRA_MAX];
 
 void tdm_driver_register(const struct tdm_driver_ops *ops)
 {
-    extra = ops;
+    size_t i;
+
+    for (i = 0; i < EXTRA_MAX && extra[i]; i++)
+        if (!strcmp(extra[i]->name, ops->name))
+            break;
+    if (i == EXTRA_MAX)
+        abort();                /* a test registering too many: its bug */
+    extra[i] = ops;
 }
 
 const struct tdm_driver_ops *tdm_driver_find(const char *name)
 {
-    if (extra && !strcmp(extra->name, name))
-        return extra;
+    for (size_t i = 0; i < EXTRA_MAX && extra[i]; i++)
+        if (!strcmp(extra[i]->name, name))
+            return extra[i];
     for (size_t i = 0; drivers[i]; i++)
         if (!strcmp(drivers[i]->name, name))
             return drivers[i];

@@ -154,6 +154,7 @@ struct tdm_engine {
     struct event *hb;           /* heartbeat + failure detection */
     struct event *retry;        /* primary: reconnect */
     struct event *stopped_ev;   /* deferred guest-stopped handling */
+    struct event *precopy_ev;   /* primary: the next live-copy step */
 
     struct tdm_staging st;
     uint64_t epoch;             /* primary: last captured */
@@ -162,6 +163,11 @@ struct tdm_engine {
                                    still being written */
     bool handing_over;          /* planned failover in progress */
     bool sync_next;             /* the next epoch is the initial sync */
+    bool precopied;             /* its live copy is staged (driver op
+                                   precopy): the epoch keeps st as it is */
+    uint64_t precopy_t0;        /* when that live copy began */
+    uint32_t precopy_steps;     /* and its steps so far */
+    uint64_t precopy_step_max_ns;
     bool keep_guest;            /* freed by tandemd's shutdown: release,
                                    not destroy (driver op release) */
     bool final_suspended;       /* its final epoch is taken: the domain is

@@ -103,6 +103,8 @@ void tdm__engine_free(struct tdm_engine *eng)
         event_free(eng->retry);
     if (eng->stopped_ev)
         event_free(eng->stopped_ev);
+    if (eng->precopy_ev)
+        event_free(eng->precopy_ev);
     /* The domain goes: what it sent in unacknowledged epochs never leaves. */
     tdm__output_close(eng, true);
     if (eng->dom && eng->keep_guest && eng->drv->release &&

@@ -133,6 +133,11 @@ struct tdm_engine_metrics {
     uint64_t syncs;             /* initial-sync epochs taken */
     uint64_t sync_pause_ns;     /* the last one's suspend .. resume */
     uint64_t sync_pages;        /* and its pages */
+    uint64_t sync_live_ns;      /* its live copy, in steps (driver op
+                                   precopy; 0 without) */
+    uint64_t sync_live_steps;
+    uint64_t sync_live_step_max_ns; /* the longest step: the event loop's
+                                       longest wait in that copy */
     struct tdm_stat epoch_bytes;
     struct tdm_stat ack_ns;     /* resume .. ACK received */
     struct tdm_stat apply_ns;   /* backup: apply time */

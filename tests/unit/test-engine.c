@@ -40,6 +40,7 @@ struct tdm_dom {
     size_t nheld;
     uint64_t next_out;              /* output sequence number */
     uint64_t released;              /* outputs released */
+    uint64_t pc_next;               /* precopy: the next page */
 };
 
 static struct tdm_dom *primary_dom, *replica_dom;
@@ -83,7 +84,10 @@ static int f_capture(struct tdm_dom *d, struct tdm_staging *st)
     assert_true(d->suspended);
     for (uint64_t p = 0; p < NPAGES; p++) {
         if (d->log_all || (d->dirty >> p & 1)) {
-            uint8_t *slot = tdm_staging_add_page(st, p);
+            /* after a precopy (page p staged at p), overwrite in place */
+            uint8_t *slot = st->npages == NPAGES ? tdm_staging_page(st, p)
+                                                 : tdm_staging_add_page(st, p);
+            assert_non_null(slot);
             memcpy(slot, d->mem[p], TDM_PAGE_SIZE);
         }
     }
@@ -150,6 +154,28 @@ static void f_destroy(struct tdm_dom *d)
     free(d);
 }
 
+/* The live copy in steps (driver op precopy), made slow on purpose: one
+ * page a step, precopy_sleep_us each, the guest running in between. */
+static unsigned precopy_sleep_us, precopy_calls, precopy_max_seen;
+static int f_precopy(struct tdm_dom *d, struct tdm_staging *st, size_t max)
+{
+    assert_false(d->suspended);
+    assert_true(d->log_all);
+    assert_true(max >= 1);
+    if (st->npages == 0)
+        d->pc_next = 0;
+    precopy_calls++;
+    precopy_max_seen = TDM_MAX(precopy_max_seen, (unsigned)max);
+    usleep(precopy_sleep_us);
+    memcpy(tdm_staging_add_page(st, d->pc_next), d->mem[d->pc_next],
+           TDM_PAGE_SIZE);
+    if (++d->pc_next < NPAGES)
+        return 1;
+    /* every page is staged: the capture takes what was dirtied since */
+    d->log_all = false;
+    return 0;
+}
+
 static const struct tdm_driver_ops fake = {
     .name = "fake", .validate = f_validate, .create = f_create,
     .create_replica = f_create_replica, .npages = f_npages,
@@ -159,6 +185,8 @@ static const struct tdm_driver_ops fake = {
     .output_release = f_output_release, .output_stats = f_output_stats,
     .running = f_running, .destroy = f_destroy,
 };
+
+static struct tdm_driver_ops fake_pc;   /* fake + precopy, as "fakepc" */
 
 /* The guest "runs": dirty a page, bump its state (= the epoch counter it
  * will be captured in, so outputs can be checked against the replica), and
@@ -202,6 +230,27 @@ static int setup(void **state)
     assert_int_equal(tdm_host_new(base, &hc, NULL, &hp), 0);
     memset(epoch_hash, 0, sizeof(epoch_hash));
     applied_bad = released_early = 0;
+    if (tdm_host_create(hp, cfg, strlen(cfg), err, sizeof(err)) < 0)
+        fail_msg("create: %s", err);
+    return 0;
+}
+
+static int setup_pc(void **state)
+{
+    struct tdm_host_config hc;
+    char err[256];
+    const char *cfg = "name = \"d1\"\ndriver = \"fakepc\"\n";
+
+    base = event_base_new();
+    tdm_host_config_default(&hc);
+    tdm_strlcpy(hc.listen_addr, "127.0.0.1", sizeof(hc.listen_addr));
+    hc.listen_port = 0;
+    assert_int_equal(tdm_host_new(base, &hc, NULL, &hb), 0);
+    hc.listen_addr[0] = '\0';
+    assert_int_equal(tdm_host_new(base, &hc, NULL, &hp), 0);
+    memset(epoch_hash, 0, sizeof(epoch_hash));
+    applied_bad = released_early = 0;
+    precopy_calls = precopy_max_seen = 0;
     if (tdm_host_create(hp, cfg, strlen(cfg), err, sizeof(err)) < 0)
         fail_msg("create: %s", err);
     return 0;
@@ -473,6 +522,39 @@ static void test_hello_refusals(void **state)
     (void)other;
 }
 
+/* A live copy that takes 13 times the failure timeout, in steps: the
+ * heartbeats get through between them, so neither side takes the other
+ * for dead, and the replica is exact. Made in one call (as capture makes
+ * it without the op), the backup would activate mid-copy. */
+static void test_live_copy_in_steps_keeps_heartbeats(void **state)
+{
+    struct tdm_engine_params p = {.interval_ms = 10, .heartbeat_ms = 20,
+                                  .timeout_ms = 150};
+    char err[256];
+
+    precopy_sleep_us = 30000;       /* 64 steps: about 1.9 s */
+    assert_int_equal(tdm_host_protect(hp, "d1", "127.0.0.1",
+                                      tdm_host_listen_port(hb), &p, err,
+                                      sizeof(err)), 0);
+    assert_true(run_until(protected, 6000));
+    run_ms(200);
+    assert_int_equal(eng_p()->state, TDM_ST_PROTECTED);
+    assert_int_equal(precopy_calls, NPAGES);
+    assert_true(precopy_max_seen >= 1);
+    assert_int_equal(eng_p()->m.sync_live_steps, NPAGES);
+    assert_true(eng_p()->m.sync_live_ns >= NPAGES * 30000000ull);
+    assert_true(eng_p()->m.sync_live_step_max_ns < 150000000ull);
+    /* one sync only: the link never dropped */
+    assert_int_equal(eng_p()->m.syncs, 1);
+    assert_non_null(eng_b());
+    assert_int_equal(eng_b()->state, TDM_ST_REPLICA);
+    assert_int_equal(eng_b()->m.failovers, 0);
+    assert_true(eng_b()->applied >= eng_p()->acked);
+    assert_int_equal(applied_bad, 0);
+    assert_int_equal(released_early, 0);
+    precopy_sleep_us = 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -483,9 +565,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_corrupt_epoch_never_applied, setup, teardown),
         cmocka_unit_test_setup_teardown(test_partition_with_fence_leaves_one_copy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hello_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_live_copy_in_steps_keeps_heartbeats, setup_pc, teardown),
     };
     tdm_log_init("test-engine", true,
                  getenv("TDM_TEST_DEBUG") ? TDM_LOG_DEBUG : TDM_LOG_ERR - 1);
     tdm_driver_register(&fake);
+    fake_pc = fake;
+    fake_pc.name = "fakepc";
+    fake_pc.precopy = f_precopy;
+    tdm_driver_register(&fake_pc);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

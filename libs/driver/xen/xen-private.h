@@ -104,6 +104,8 @@ struct tdm_dom {
     int *errs;
     uint64_t suspend_t0, last_pause_ns, unmappable;
     uint64_t probed;            /* frames the last full copy tried */
+    uint64_t copy_pfn;          /* the full copy's next frame */
+    uint64_t copy_t0;           /* and when it began */
 
     /* backup */
     struct xen_replica r;

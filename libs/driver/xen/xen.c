@@ -681,18 +681,29 @@ fail:
 int xc_get_pfn_type_batch(xc_interface *xch, uint32_t dom, unsigned int num,
                           xen_pfn_t *arr);
 
-/* The full epoch's live copy of every frame. A PVH guest's physmap is its
+/* The full epoch's live copy of every frame, from d->copy_pfn on, until
+ * at least max frames were copied or the physmap ends; returns 1 while
+ * frames remain, 0 at the end, -1 on error. A PVH guest's physmap is its
  * RAM, a few pages of ACPI tables and special pages near 4 GiB, and holes
  * in between that cost seconds to find by failing to map them frame by
  * frame: Xen says which frames are holes (getpageframeinfo3) and only the
- * others are mapped. If Xen cannot say, every frame is tried. */
-static int full_copy(struct tdm_dom *d, struct tdm_staging *st)
+ * others are mapped. If Xen cannot say, every frame is tried. An empty
+ * staging buffer (the engine reset it) starts the copy over. */
+static int full_copy(struct tdm_dom *d, struct tdm_staging *st, size_t max)
 {
     static bool types_failed;
     xen_pfn_t types[TDM_XPAGE_BATCH];
+    size_t copied = 0;
 
-    d->probed = 0;
-    for (uint64_t pfn = 0; pfn < d->p2m_size;) {
+    if (st->npages == 0) {
+        memset(d->pos_of_slot, 0xff, d->npages * sizeof(*d->pos_of_slot));
+        d->copy_pfn = 0;
+        d->probed = 0;
+        d->unmappable = 0;
+        d->copy_t0 = tdm_now_ns();
+    }
+    while (d->copy_pfn < d->p2m_size && copied < max) {
+        uint64_t pfn = d->copy_pfn;
         size_t n = (size_t)TDM_MIN((uint64_t)TDM_XPAGE_BATCH,
                                    d->p2m_size - pfn), k = 0;
 
@@ -715,9 +726,42 @@ static int full_copy(struct tdm_dom *d, struct tdm_staging *st)
         d->probed += k;
         if (k && copy_batch(d, st, k, true) < 0)
             return -1;
-        pfn += n;
+        copied += k;
+        d->copy_pfn = pfn + n;
     }
+    if (d->copy_pfn < d->p2m_size)
+        return 1;
     return 0;
+}
+
+static void full_copy_done(struct tdm_dom *d, const struct tdm_staging *st)
+{
+    log_info("%s: full copy of %zu frames while the guest runs: %.1f ms "
+             "(physmap of %llu frames, %llu of them mapped)", d->conf.name,
+             st->npages, (tdm_now_ns() - d->copy_t0) / 1e6,
+             (unsigned long long)d->p2m_size,
+             (unsigned long long)d->probed);
+}
+
+/* Engine op precopy: the full copy in steps, the guest running. */
+static int xen_precopy(struct tdm_dom *d, struct tdm_staging *st,
+                       size_t max_pages)
+{
+    int r;
+
+    if (d->replica || !d->logdirty || !d->full_next || d->suspended) {
+        log_warnx("%s: live copy of a domain that is not starting "
+                  "protection", d->conf.name);
+        return -1;
+    }
+    if (st->cap < d->npages) {
+        log_warnx("%s: staging of %zu pages, need %llu", d->conf.name,
+                  st->cap, (unsigned long long)d->npages);
+        return -1;
+    }
+    if ((r = full_copy(d, st, TDM_MAX(max_pages, (size_t)1))) == 0)
+        full_copy_done(d, st);
+    return r;
 }
 
 static int put_hvm_params(struct tdm_dom *d)
@@ -812,7 +856,7 @@ static int put_state(struct tdm_dom *d, bool full)
 static int xen_capture(struct tdm_dom *d, struct tdm_staging *st)
 {
     bool full = d->full_next;
-    uint64_t pos = 0, t0 = tdm_now_ns(), dirty = 0;
+    uint64_t pos = 0, dirty = 0;
     size_t n;
 
     if (d->replica || !d->logdirty || (!d->suspended && !d->deferred)) {
@@ -825,18 +869,15 @@ static int xen_capture(struct tdm_dom *d, struct tdm_staging *st)
                   st->cap, (unsigned long long)d->npages);
         return -1;
     }
-    d->unmappable = 0;
-    if (full) {
-        memset(d->pos_of_slot, 0xff, d->npages * sizeof(*d->pos_of_slot));
-        /* Every frame, live: log-dirty is on, so what the guest writes
-         * after its copy is in the bitmap taken below. */
-        if (full_copy(d, st) < 0)
+    if (!full) {
+        d->unmappable = 0;
+    } else if (st->npages == 0 || d->copy_pfn < d->p2m_size) {
+        /* Every frame (or what the steps of precopy left), live: log-dirty
+         * is on, so what the guest writes after its copy is in the bitmap
+         * taken below. */
+        if (full_copy(d, st, SIZE_MAX) < 0)
             return -1;
-        log_info("%s: full copy of %zu frames while the guest runs: "
-                 "%.1f ms (physmap of %llu frames, %llu of them mapped)",
-                 d->conf.name, st->npages, (tdm_now_ns() - t0) / 1e6,
-                 (unsigned long long)d->p2m_size,
-                 (unsigned long long)d->probed);
+        full_copy_done(d, st);
     }
     if (d->deferred) {
         d->deferred = false;
@@ -991,6 +1032,7 @@ const struct tdm_driver_ops tdm_driver_xen = {
     .npages = xen_npages,
     .log_dirty = xen_log_dirty,
     .suspend = xen_suspend,
+    .precopy = xen_precopy,
     .capture = xen_capture,
     .resume = xen_resume,
     .apply = xen_apply,
