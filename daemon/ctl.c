@@ -312,6 +312,7 @@ void ctl_gen_domain(yajl_gen g, struct tdm_engine *eng, bool full)
             tdm_ctl_gen_kv_u64(g, "records", k->records);
             tdm_ctl_gen_kv_u64(g, "bytes", k->bytes);
             tdm_ctl_gen_kv_u64(g, "discarded", k->discarded);
+            tdm_ctl_gen_kv_u64(g, "dirty_records", k->dirty_records);
             tdm_ctl_gen_kv_u64(g, "syncs", k->syncs);
             tdm_ctl_gen_kv_u64(g, "resyncs", k->resyncs);
             tdm_ctl_gen_kv_u64(g, "sync_done", k->sync_done);

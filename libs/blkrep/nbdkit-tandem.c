@@ -5,6 +5,7 @@
  * (tandemd in production, the test's receiver in tests/blkrep).
  *
  *     nbdkit -U NBD.sock PLUGIN.so file=IMAGE log=LOG.sock [epoch=N]
+ *            [mode=full|dirty]
  *
  * Each write, trim, zero and flush is applied to IMAGE, then its record
  * (tdm-blkrep.h) is written whole to the socket, and only then answered:
@@ -16,6 +17,8 @@
  * on the socket, and answers with an ack written behind those records. So
  * an acknowledged write precedes the ack in the stream and belongs to the
  * old epoch; a change that takes the lock after the cut gets the new one.
+ * A mode message is applied and answered the same way: in dirty mode (no
+ * backup to feed) a change sends only its range.
  */
 #include "config.h"
 
@@ -53,6 +56,7 @@ struct nbdkit_plugin *plugin_init(void);
 static char *image_path;
 static char *log_path;
 static uint64_t first_epoch = 1;
+static uint64_t first_mode = TDM_BLK_MODE_FULL;
 
 static int image_fd = -1;
 static int log_fd = -1;
@@ -65,6 +69,7 @@ static bool reader_started;
  * cut from reading the new epoch until its ack is sent. */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t epoch;          /* under lock */
+static uint64_t log_mode;       /* under lock: enum tdm_blk_mode */
 static bool broken;             /* under lock: the log socket is gone */
 
 static void tandem_unload(void)
@@ -110,6 +115,17 @@ static int tandem_config(const char *key, const char *value)
         }
         return 0;
     }
+    if (strcmp(key, "mode") == 0) {
+        if (strcmp(value, "full") == 0)
+            first_mode = TDM_BLK_MODE_FULL;
+        else if (strcmp(value, "dirty") == 0)
+            first_mode = TDM_BLK_MODE_DIRTY;
+        else {
+            nbdkit_error("mode: 'full' or 'dirty', not '%s'", value);
+            return -1;
+        }
+        return 0;
+    }
     nbdkit_error("unknown parameter '%s'", key);
     return -1;
 }
@@ -128,13 +144,16 @@ static int tandem_config_complete(void)
         return -1;
     }
     epoch = first_epoch;
+    log_mode = first_mode;
     return 0;
 }
 
 #define tandem_config_help \
     "file=IMAGE       (required) the disk image to serve\n" \
     "log=SOCKET       (required) unix socket that takes the write log\n" \
-    "epoch=N          epoch of the first writes (default 1)"
+    "epoch=N          epoch of the first writes (default 1)\n" \
+    "mode=full|dirty  log changes with their data (default), or only\n" \
+    "                 which ranges changed, until the peer says otherwise"
 
 /* Before nbdkit listens: a primary without its log never serves a byte. */
 static int tandem_get_ready(void)
@@ -235,7 +254,20 @@ static void *reader_main(void *arg)
             pthread_mutex_unlock(&lock);
             return NULL;
         }
-        if (tdm_blk_cut_decode(buf, &next, err, sizeof(err)) < 0) {
+        if (tdm_get_le32(buf) == TDM_BLK_MODE_MAGIC) {
+            uint64_t m;
+
+            if (tdm_blk_mode_decode(TDM_BLK_MODE_MAGIC, buf, &m, err,
+                                    sizeof(err)) < 0) {
+                set_broken(err);
+            } else {
+                /* every change made in the old mode has been sent */
+                log_mode = m;
+                tdm_blk_mode_encode(TDM_BLK_MODE_ACK_MAGIC, m, buf);
+                if (send_all(&iov, 1) < 0)
+                    set_broken(strerror(errno));
+            }
+        } else if (tdm_blk_cut_decode(buf, &next, err, sizeof(err)) < 0) {
             set_broken(err);
         } else if (next <= epoch) {
             tdm_errf(err, sizeof(err), "cut to epoch %llu, already in %llu",
@@ -377,6 +409,8 @@ static int replicate(struct tdm_blk_rec *r)
 {
     uint8_t hdr[TDM_BLK_HDR_SIZE];
     struct iovec iov[2];
+    struct tdm_blk_rec dirty;
+    const struct tdm_blk_rec *sent = r;
     char err[160];
     int rc = -1, e = EIO;
 
@@ -395,6 +429,18 @@ static int replicate(struct tdm_blk_rec *r)
         e = EINVAL;
         goto out;
     }
+    if (log_mode == TDM_BLK_MODE_DIRTY) {
+        /* only the range goes to the log, and a flush not at all */
+        dirty = (struct tdm_blk_rec){.kind = TDM_BLK_DIRTY, .epoch = epoch,
+                                     .offset = r->offset, .len = r->len};
+        if (r->kind != TDM_BLK_FLUSH &&
+            tdm_blk_rec_hdr(hdr, &dirty, err, sizeof(err)) < 0) {
+            nbdkit_error("%s", err);
+            e = EINVAL;
+            goto out;
+        }
+        sent = r->kind == TDM_BLK_FLUSH ? NULL : &dirty;
+    }
     if (apply_local(r) < 0) {
         /* the client sees the error; the range is undefined on both sides
          * and nothing was logged */
@@ -404,9 +450,13 @@ static int replicate(struct tdm_blk_rec *r)
                      (unsigned long long)r->offset, image_path, strerror(e));
         goto out;
     }
+    if (!sent) {
+        rc = 0;
+        goto out;
+    }
     iov[0] = (struct iovec){.iov_base = hdr, .iov_len = sizeof(hdr)};
-    iov[1] = (struct iovec){.iov_base = (void *)r->data,
-                            .iov_len = tdm_blk_rec_data_len(r)};
+    iov[1] = (struct iovec){.iov_base = (void *)sent->data,
+                            .iov_len = tdm_blk_rec_data_len(sent)};
     if (send_all(iov, iov[1].iov_len ? 2 : 1) < 0) {
         set_broken(strerror(errno));
         goto out;               /* EIO: applied here, not replicated */

@@ -23,6 +23,13 @@
  * every later one to new_epoch or newer. The plugin answers with an ack
  * (u32 magic "TDBA", u64 new_epoch) written after every record of the older
  * epochs, so a peer that has read the ack holds those epochs whole.
+ *
+ * Mode (peer -> plugin): u32 magic "TDBM", u64 mode (enum tdm_blk_mode).
+ * In TDM_BLK_MODE_DIRTY the plugin sends, for each write, trim or zero, a
+ * DIRTY record (the range, no data) and nothing for a flush: what a peer
+ * without a backup needs to know which regions changed, for a fraction of
+ * the bytes. The plugin answers with u32 magic "TDBN", u64 mode, written
+ * after every record made in the old mode.
  */
 #ifndef TDM_BLKREP_H
 #define TDM_BLKREP_H
@@ -34,7 +41,9 @@
 #define TDM_BLK_MAGIC 0x31424454u          /* "TDB1" */
 #define TDM_BLK_CUT_MAGIC 0x43424454u      /* "TDBC" */
 #define TDM_BLK_ACK_MAGIC 0x41424454u      /* "TDBA" */
-#define TDM_BLK_VERSION 1
+#define TDM_BLK_MODE_MAGIC 0x4d424454u     /* "TDBM" */
+#define TDM_BLK_MODE_ACK_MAGIC 0x4e424454u /* "TDBN" */
+#define TDM_BLK_VERSION 2
 #define TDM_BLK_HDR_SIZE 32
 #define TDM_BLK_CTL_SIZE 12                /* a cut or an ack */
 /* nbdkit's own limit on one request (64 MiB). */
@@ -46,7 +55,14 @@ enum tdm_blk_kind {
     TDM_BLK_TRIM = 2,           /* the range reads as zeroes afterwards */
     TDM_BLK_ZERO = 3,
     TDM_BLK_FLUSH = 4,          /* make everything before it durable */
-    TDM_BLK_KIND_MAX_ = 5,
+    TDM_BLK_DIRTY = 5,          /* the range changed (TDM_BLK_MODE_DIRTY):
+                                   the plugin's peer only, never a backup */
+    TDM_BLK_KIND_MAX_ = 6,
+};
+
+enum tdm_blk_mode {
+    TDM_BLK_MODE_FULL = 1,      /* every change with its data (default) */
+    TDM_BLK_MODE_DIRTY = 2,     /* only which ranges changed */
 };
 
 const char *tdm_blk_kind_name(uint16_t kind);
@@ -97,6 +113,11 @@ int tdm_blk_cut_decode(const uint8_t *p, uint64_t *epoch_r, char *err,
 void tdm_blk_ack_encode(uint64_t epoch, uint8_t out[TDM_BLK_CTL_SIZE]);
 int tdm_blk_ack_decode(const uint8_t *p, uint64_t *epoch_r, char *err,
                        size_t errlen);
+/* Mode and its ack: mode is an enum tdm_blk_mode. */
+void tdm_blk_mode_encode(uint32_t magic, uint64_t mode,
+                         uint8_t out[TDM_BLK_CTL_SIZE]);
+int tdm_blk_mode_decode(uint32_t magic, const uint8_t *p, uint64_t *mode_r,
+                        char *err, size_t errlen);
 
 /* ---- the backup's epoch write log ----
  *

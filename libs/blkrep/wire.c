@@ -15,6 +15,7 @@ const char *tdm_blk_kind_name(uint16_t kind)
         [TDM_BLK_TRIM] = "TRIM",
         [TDM_BLK_ZERO] = "ZERO",
         [TDM_BLK_FLUSH] = "FLUSH",
+        [TDM_BLK_DIRTY] = "DIRTY",
     };
     return kind < TDM_BLK_KIND_MAX_ && names[kind] ? names[kind] : "UNKNOWN";
 }
@@ -159,4 +160,26 @@ int tdm_blk_ack_decode(const uint8_t *p, uint64_t *epoch_r, char *err,
                        size_t errlen)
 {
     return ctl_decode("ack", TDM_BLK_ACK_MAGIC, p, epoch_r, err, errlen);
+}
+
+void tdm_blk_mode_encode(uint32_t magic, uint64_t mode,
+                         uint8_t out[TDM_BLK_CTL_SIZE])
+{
+    ctl_encode(magic, mode, out);
+}
+
+int tdm_blk_mode_decode(uint32_t magic, const uint8_t *p, uint64_t *mode_r,
+                        char *err, size_t errlen)
+{
+    const char *what = magic == TDM_BLK_MODE_MAGIC ? "mode" : "mode ack";
+    uint64_t mode = tdm_get_le64(p + 4);
+
+    if (tdm_get_le32(p) != magic)
+        return tdm_errf(err, errlen, "%s: bad magic 0x%08x", what,
+                        tdm_get_le32(p));
+    if (mode != TDM_BLK_MODE_FULL && mode != TDM_BLK_MODE_DIRTY)
+        return tdm_errf(err, errlen, "%s: unknown mode %llu", what,
+                        (unsigned long long)mode);
+    *mode_r = mode;
+    return 0;
 }

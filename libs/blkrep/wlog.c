@@ -88,6 +88,9 @@ int tdm_wlog_add(struct tdm_wlog *w, uint64_t epoch, uint16_t kind,
         return tdm_errf(err, errlen, "write log not created");
     if (tdm_blk_rec_check(&chk, err, errlen) < 0)
         return -1;
+    if (kind == TDM_BLK_DIRTY)
+        return tdm_errf(err, errlen, "a DIRTY record (a range without its "
+                        "data) cannot be held for a replica");
     if (kind != TDM_BLK_FLUSH && offset + len > w->image_size)
         return tdm_errf(err, errlen, "%s of %u bytes at %llu ends beyond the "
                         "image (%llu bytes)", tdm_blk_kind_name(kind), len,

@@ -122,6 +122,9 @@ struct tdm__disk {
     uint64_t throttle_count;
     bool stopping;
     uint64_t acked_cut;
+    uint64_t dirty_records;     /* DIRTY records read */
+    uint64_t mode_acks;         /* mode messages the plugin answered */
+    uint64_t acked_mode;        /* and the last one's mode */
     bool broken, broken_told;
     bool throttled;
     char why[200];
@@ -131,6 +134,7 @@ struct tdm__disk {
 
     /* primary, event loop only */
     uint64_t cur_epoch;         /* the plugin's epoch */
+    uint64_t modes_sent;        /* mode messages sent to the plugin */
     bool forwarding;            /* records go to the backup */
     bool syncing;
     uint64_t sync_base, sync_epoch, sync_pos, sync_t0;
@@ -242,6 +246,20 @@ static void wake(struct tdm__disk *d)
 }
 
 /* Queue r (split into pieces of at most DISK_CHUNK) and mark its regions. */
+/* The regions [off, off + len) touches were last written in epoch. */
+static void mark_written(struct tdm__disk *d, uint64_t off, uint32_t len,
+                         uint64_t epoch)
+{
+    if (!len)
+        return;
+    pthread_mutex_lock(&d->lock);
+    for (size_t i = off >> d->region_shift;
+         i <= (off + len - 1) >> d->region_shift && i < d->nregions; i++)
+        if (d->lw[i] < epoch)
+            d->lw[i] = epoch;
+    pthread_mutex_unlock(&d->lock);
+}
+
 static int queue_rec(struct tdm__disk *d, const struct tdm_blk_rec *r,
                      char *err, size_t errlen)
 {
@@ -252,6 +270,14 @@ static int queue_rec(struct tdm__disk *d, const struct tdm_blk_rec *r,
                         "bytes", tdm_blk_kind_name(r->kind),
                         (unsigned long long)r->offset, r->len,
                         (unsigned long long)d->size);
+    if (r->kind == TDM_BLK_DIRTY) {
+        /* unprotected: which regions changed is all there is to keep */
+        mark_written(d, r->offset, r->len, r->epoch);
+        pthread_mutex_lock(&d->lock);
+        d->dirty_records++;
+        pthread_mutex_unlock(&d->lock);
+        return 0;
+    }
     do {
         struct tdm_blk_rec p = *r;
         uint32_t n = r->len - (uint32_t)done;
@@ -272,14 +298,8 @@ static int queue_rec(struct tdm__disk *d, const struct tdm_blk_rec *r,
         q->len = TDM_BLK_HDR_SIZE + tdm_blk_rec_data_len(&p);
         q->epoch = p.epoch;
         q->next = NULL;
+        mark_written(d, p.offset, p.len, p.epoch);
         pthread_mutex_lock(&d->lock);
-        if (p.len) {
-            size_t a = p.offset >> d->region_shift;
-            size_t b = (p.offset + p.len - 1) >> d->region_shift;
-            for (size_t i = a; i <= b && i < d->nregions; i++)
-                if (d->lw[i] < p.epoch)
-                    d->lw[i] = p.epoch;
-        }
         if (d->qtail)
             d->qtail->next = q;
         else
@@ -333,6 +353,20 @@ static void *reader_main(void *arg)
             size_t used;
             enum tdm_blk_dec dec;
 
+            if (tdm_get_le32(buf + off) == TDM_BLK_MODE_ACK_MAGIC) {
+                if (have - off < TDM_BLK_CTL_SIZE)
+                    break;
+                if (tdm_blk_mode_decode(TDM_BLK_MODE_ACK_MAGIC, buf + off, &e,
+                                        err, sizeof(err)) < 0)
+                    goto bad;
+                pthread_mutex_lock(&d->lock);
+                d->acked_mode = e;
+                d->mode_acks++;
+                pthread_cond_broadcast(&d->cond);
+                pthread_mutex_unlock(&d->lock);
+                off += TDM_BLK_CTL_SIZE;
+                continue;
+            }
             if (tdm_get_le32(buf + off) == TDM_BLK_ACK_MAGIC) {
                 if (have - off < TDM_BLK_CTL_SIZE)
                     break;
@@ -513,11 +547,13 @@ static int serve(struct tdm__disk *d, const char *image, uint64_t epoch,
 {
     struct tdm_host *host = d->eng->host;
     char a_file[PATH_MAX + 8], a_log[SUN_MAX + 8], a_epoch[32];
+    /* no backup yet: the plugin logs only which ranges change */
+    char a_mode[] = "mode=dirty";
     char pidfile[SUN_MAX + 8];
     /* nbdkit writes its pid file once it accepts connections */
     char *argv[] = {host->cfg.nbdkit, "-f", "--exit-with-parent", "-P",
                     pidfile, "-U", d->nbd_path, host->cfg.nbdkit_plugin,
-                    a_file, a_log, a_epoch, NULL};
+                    a_file, a_log, a_epoch, a_mode, NULL};
     struct stat sb;
     int lfd, r;
     uint64_t t0;
@@ -765,6 +801,51 @@ int tdm__disk_cut(struct tdm_engine *eng, uint64_t next)
     return 0;
 }
 
+/* Tell the plugin to log in mode m; with wait, until it has answered (the
+ * answer follows every record of the old mode). Returns 0 or -1. */
+static int set_mode(struct tdm__disk *d, uint64_t m, bool wait, char *err,
+                    size_t errlen)
+{
+    uint8_t buf[TDM_BLK_CTL_SIZE];
+    struct timespec dl;
+    bool ok;
+
+    tdm_blk_mode_encode(TDM_BLK_MODE_MAGIC, m, buf);
+    if (send(d->log_fd, buf, sizeof(buf), MSG_NOSIGNAL) != (ssize_t)sizeof(buf)) {
+        pthread_mutex_lock(&d->lock);
+        set_broken_locked(d, "cannot send a mode");
+        pthread_mutex_unlock(&d->lock);
+        wake(d);
+        return tdm_errf(err, errlen, "the disk's write log is broken");
+    }
+    d->modes_sent++;
+    if (!wait)
+        return 0;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += CUT_TIMEOUT_MS / 1000;
+    dl.tv_nsec += (CUT_TIMEOUT_MS % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&d->lock);
+    /* the reader must read whatever the backlog to reach the answer */
+    d->pausing = true;
+    pthread_cond_broadcast(&d->cond);
+    while (d->mode_acks < d->modes_sent && !d->broken)
+        if (pthread_cond_timedwait(&d->cond, &d->lock, &dl) == ETIMEDOUT)
+            break;
+    ok = d->mode_acks >= d->modes_sent && d->acked_mode == m;
+    d->pausing = false;
+    pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+    if (!ok)
+        return tdm_errf(err, errlen, "the disk's plugin did not take mode %s "
+                        "within %d ms", m == TDM_BLK_MODE_FULL ? "full" :
+                        "dirty", CUT_TIMEOUT_MS);
+    return 0;
+}
+
 void tdm__disk_pausing(struct tdm_engine *eng, bool on)
 {
     struct tdm__disk *d = eng->disk;
@@ -900,6 +981,9 @@ int tdm__disk_sync_begin(struct tdm_engine *eng, uint64_t backup_last,
     /* An epoch that failed after its cut leaves a gap: epochs need only
      * grow. */
     eng->epoch = d->cur_epoch - 1;
+    /* Every change from here on with its data: the backup needs them. */
+    if (set_mode(d, TDM_BLK_MODE_FULL, true, err, errlen) < 0)
+        return -1;
     /* Take what the reader has queued first: it predates the sync. */
     forward_all(d);
     d->forwarding = true;
@@ -978,6 +1062,13 @@ void tdm__disk_unprotected(struct tdm_engine *eng)
     d->st.syncing = false;
     d->st.in_sync = false;
     backlog_update(d);
+    if (!d->broken && d->log_fd >= 0) {
+        char err[160];
+
+        /* no backup to feed: ranges only (answered in the stream) */
+        if (set_mode(d, TDM_BLK_MODE_DIRTY, false, err, sizeof(err)) < 0)
+            log_warnx("%s: %s", eng->name, err);
+    }
 }
 
 /* ---- backup ---- */
@@ -1372,6 +1463,7 @@ void tdm__disk_stats(struct tdm_engine *eng, struct tdm_disk_stats *s)
         pthread_mutex_lock(&d->lock);
         s->broken = d->broken;
         s->throttled = d->throttle_count;
+        s->dirty_records = d->dirty_records;
         pthread_mutex_unlock(&d->lock);
     }
 }

@@ -153,6 +153,8 @@ struct tdm_disk_stats {
     uint64_t size;              /* bytes */
     uint64_t records, bytes;    /* primary: forwarded; backup: received */
     uint64_t discarded;         /* primary: records while unprotected */
+    uint64_t dirty_records;     /* primary: ranges logged without their
+                                   data, while unprotected */
     uint64_t syncs, resyncs;    /* full and partial syncs started */
     uint64_t sync_done, sync_total;     /* bytes of the current/last pass */
     uint64_t sync_sent;         /* bytes actually sent (zeros skipped) */

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-only */
-/* libFuzzer target: the log socket's decoders (records, cuts, acks) over
+/* libFuzzer target: the log socket's decoders (records, cuts, acks, modes
+ * and their answers) over
  * arbitrary bytes, and every record they accept fed to a write log over a
  * 1 MiB in-memory image, with commits and drops in between.
  *
@@ -88,6 +89,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         enum tdm_blk_dec d;
 
         if (avail >= TDM_BLK_CTL_SIZE &&
+            (tdm_get_le32(p) == TDM_BLK_MODE_MAGIC ||
+             tdm_get_le32(p) == TDM_BLK_MODE_ACK_MAGIC)) {
+            if (tdm_blk_mode_decode(tdm_get_le32(p), p, &e, err,
+                                    sizeof(err)) < 0)
+                break;
+            check(e == TDM_BLK_MODE_FULL || e == TDM_BLK_MODE_DIRTY,
+                  "unknown mode accepted");
+            off += TDM_BLK_CTL_SIZE;
+            continue;
+        }
+        if (avail >= TDM_BLK_CTL_SIZE &&
             (tdm_get_le32(p) == TDM_BLK_CUT_MAGIC ||
              tdm_get_le32(p) == TDM_BLK_ACK_MAGIC)) {
             int rc = tdm_get_le32(p) == TDM_BLK_CUT_MAGIC
@@ -119,6 +131,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (tdm_wlog_add_rec(&w, &r, err, sizeof(err)) == 0) {
             check(r.kind == TDM_BLK_FLUSH || r.offset + r.len <= IMG_SIZE,
                   "write log took a record beyond the image");
+            check(r.kind != TDM_BLK_DIRTY, "write log held a DIRTY record");
             max_epoch = TDM_MAX(max_epoch, r.epoch);
         }
         if ((mode & 2) && ((sched >> (n++ % 8)) & 1))

@@ -138,10 +138,13 @@ static void test_wire_header_checks(void **state)
 
     expect_decode_err(TDM_BLK_ZERO, 1, 0, 8, 0x12345678, TDM_BLK_VERSION,
                       "magic");
-    expect_decode_err(TDM_BLK_ZERO, 1, 0, 8, TDM_BLK_MAGIC, 2, "version");
+    expect_decode_err(TDM_BLK_ZERO, 1, 0, 8, TDM_BLK_MAGIC,
+                      TDM_BLK_VERSION + 1, "version");
     expect_decode_err(0, 1, 0, 8, TDM_BLK_MAGIC, TDM_BLK_VERSION, "kind 0");
     expect_decode_err(TDM_BLK_KIND_MAX_, 1, 0, 8, TDM_BLK_MAGIC,
-                      TDM_BLK_VERSION, "kind 5");
+                      TDM_BLK_VERSION, "kind 6");
+    expect_decode_err(TDM_BLK_DIRTY, 1, 0, 0, TDM_BLK_MAGIC, TDM_BLK_VERSION,
+                      "length 0");
     expect_decode_err(TDM_BLK_ZERO, 0, 0, 8, TDM_BLK_MAGIC, TDM_BLK_VERSION,
                       "epoch 0");
     expect_decode_err(TDM_BLK_TRIM, 1, 0, 0, TDM_BLK_MAGIC, TDM_BLK_VERSION,
@@ -192,6 +195,53 @@ static void test_wire_cut_ack(void **state)
     assert_int_equal(tdm_blk_cut_decode(buf, &e, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "epoch 0"));
     assert_int_equal(e, 42);
+}
+
+/* A DIRTY record is a range without data; a mode message and its answer
+ * carry one of two modes and are told apart from each other and from cuts. */
+static void test_wire_dirty_and_mode(void **state)
+{
+    struct tdm_blk_rec r = {.kind = TDM_BLK_DIRTY, .epoch = 3,
+                            .offset = 1 << 20, .len = 65536}, d;
+    uint8_t buf[TDM_BLK_HDR_SIZE + 8];
+    uint64_t m = 0;
+    size_t used;
+    char err[160];
+
+    assert_int_equal(tdm_blk_rec_data_len(&r), 0);
+    assert_int_equal(tdm_blk_rec_hdr(buf, &r, err, sizeof(err)), 0);
+    assert_int_equal(tdm_blk_rec_decode(buf, TDM_BLK_HDR_SIZE, &d, &used, err,
+                                        sizeof(err)), TDM_BLK_DEC_OK);
+    assert_int_equal(used, TDM_BLK_HDR_SIZE);
+    assert_int_equal(d.kind, TDM_BLK_DIRTY);
+    assert_int_equal(d.offset, 1 << 20);
+    assert_int_equal(d.len, 65536);
+    assert_null(d.data);
+    assert_string_equal(tdm_blk_kind_name(TDM_BLK_DIRTY), "DIRTY");
+
+    tdm_blk_mode_encode(TDM_BLK_MODE_MAGIC, TDM_BLK_MODE_DIRTY, buf);
+    assert_int_equal(tdm_blk_mode_decode(TDM_BLK_MODE_MAGIC, buf, &m, err,
+                                         sizeof(err)), 0);
+    assert_int_equal(m, TDM_BLK_MODE_DIRTY);
+    /* a mode is not its answer, nor a cut */
+    m = 9;
+    assert_int_equal(tdm_blk_mode_decode(TDM_BLK_MODE_ACK_MAGIC, buf, &m, err,
+                                         sizeof(err)), -1);
+    assert_non_null(strstr(err, "magic"));
+    assert_int_equal(tdm_blk_cut_decode(buf, &m, err, sizeof(err)), -1);
+    assert_int_equal(m, 9);
+    tdm_blk_mode_encode(TDM_BLK_MODE_ACK_MAGIC, TDM_BLK_MODE_FULL, buf);
+    assert_int_equal(tdm_blk_mode_decode(TDM_BLK_MODE_ACK_MAGIC, buf, &m, err,
+                                         sizeof(err)), 0);
+    assert_int_equal(m, TDM_BLK_MODE_FULL);
+    for (uint64_t bad = 0; bad < 5; bad += 3) {     /* 0 and 3 */
+        m = 9;
+        tdm_blk_mode_encode(TDM_BLK_MODE_MAGIC, bad, buf);
+        assert_int_equal(tdm_blk_mode_decode(TDM_BLK_MODE_MAGIC, buf, &m, err,
+                                             sizeof(err)), -1);
+        assert_non_null(strstr(err, "unknown mode"));
+        assert_int_equal(m, 9);
+    }
 }
 
 /* ---- write log ---- */
@@ -287,6 +337,7 @@ static void test_wlog_bad_input_changes_nothing(void **state)
     } bad[] = {
         {5, 0, 0, 16, true, "kind 0"},
         {5, 9, 0, 16, true, "kind 9"},
+        {5, TDM_BLK_DIRTY, 0, 16, false, "DIRTY record"},
         {0, TDM_BLK_WRITE, 0, 16, true, "epoch 0"},
         {5, TDM_BLK_WRITE, 0, 0, true, "length 0"},
         {5, TDM_BLK_WRITE, 0, 16, false, "without data"},
@@ -633,6 +684,7 @@ int main(void)
         cmocka_unit_test(test_wire_every_bit_flip_rejected),
         cmocka_unit_test(test_wire_header_checks),
         cmocka_unit_test(test_wire_cut_ack),
+        cmocka_unit_test(test_wire_dirty_and_mode),
         cmocka_unit_test_setup_teardown(test_wlog_create_checks, img_setup,
                                         img_teardown),
         cmocka_unit_test_setup_teardown(test_wlog_bad_input_changes_nothing,
