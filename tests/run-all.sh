@@ -95,7 +95,7 @@ elif [ "$(id -u)" != 0 ]; then
 else
   bash tests/xen/run.sh --tandem-build "$top/build-ci" >xen-rig.out 2>&1
   rc=$?
-  grep -E '^(PASS|FAIL|RESULT|xen-rig: (phase|all|[0-9]+ failure))' xen-rig.out |
+  grep -E '^(PASS|FAIL|RESULT|NOTE: xen-rig|--- RETRY|xen-rig: (Xen|phase|all|[0-9]+ failure))' xen-rig.out |
     grep -v '^PASS: \[' | sed 's/^/xen /'
   p=$(grep -c '^PASS: scenario ' xen-rig.out)
   # scenario-level failures (a check's own FAIL line ends in "[scenario]")

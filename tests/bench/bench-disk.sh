@@ -93,7 +93,7 @@ SYNC_RANDOM_NS=$(status_disk sync_ns) SYNC_RANDOM_SENT=$(status_disk sync_sent)
 PROTECT_S=$(awk -v a="$t0" -v b="$(now_ns)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
 load "$T/dA/kv1.nbd"
 # a row is only what it says if protection held throughout
-state_is A kv1 protected || fail "protection did not hold under the load: $(grep -E 'lost|refus' "$T/A.log" | tail -3)"
+state_is A kv1 protected || fail "protection did not hold under the load: $(grep -E 'lost|refus' "$T/A.log" | tail -3); B: $(grep -E 'error|warn' "$T/B.log" | tail -3)"
 row "tandem protected"
 REC=$(status_disk records) THR=$(status_disk throttled)
 echo "($REC changes replicated; the guest's writes waited for replication $THR times)"

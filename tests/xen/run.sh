@@ -16,6 +16,8 @@
 #   --timeout SEC        hard limit of the whole qemu run (default 1500)
 #   --scenario-timeout SEC  limit per scenario inside dom0 (default 480)
 #   --cpu qemu64|max     qemu CPU model (default qemu64, see README)
+#   --tcg-thread single|multi  qemu's TCG threading (default $XEN_RIG_TCG_THREAD
+#                        or multi: one host thread per emulated CPU)
 #   --no-deps            do not run tests/xen/deps.sh (apt) first
 #   --keep               keep the work dir (serial log, images) and say where
 #   --list               list the scenarios and exit
@@ -35,6 +37,7 @@ CACHE=${XEN_RIG_CACHE:-/var/cache/tandem-xen-rig}
 TOTAL_TIMEOUT=${XEN_RIG_TIMEOUT:-1500}
 SCENARIO_TIMEOUT=${XEN_RIG_SCENARIO_TIMEOUT:-480}
 CPU=${XEN_RIG_CPU:-qemu64}
+TCG_THREAD=${XEN_RIG_TCG_THREAD:-multi}
 DEPS=1 KEEP=0
 
 needs_tandem() { grep -q '^# rig: needs tandem' "$RIG_DIR/scenarios/$1.sh" 2>/dev/null; }
@@ -52,6 +55,7 @@ while [ $# -gt 0 ]; do
     --timeout) TOTAL_TIMEOUT=$2; shift 2 ;;
     --scenario-timeout) SCENARIO_TIMEOUT=$2; shift 2 ;;
     --cpu) CPU=$2; shift 2 ;;
+    --tcg-thread) TCG_THREAD=$2; shift 2 ;;
     --no-deps) DEPS=0; shift ;;
     --keep) KEEP=1; shift ;;
     --list)
@@ -70,6 +74,10 @@ case $CPU in
   qemu64) QEMU_CPU=qemu64,+svm,+npt,+ssse3,+sse4.1,+sse4.2,+popcnt; XEN_CPU_ARGS= ;;
   max) QEMU_CPU=max; XEN_CPU_ARGS="smap=0 smep=0" ;;
   *) die "--cpu: qemu64 or max, not $CPU" ;;
+esac
+case $TCG_THREAD in
+  single|multi) ;;
+  *) die "--tcg-thread: single or multi, not $TCG_THREAD" ;;
 esac
 if [ -n "$TANDEM_BUILD" ]; then
   TANDEM_BUILD=$(cd "$TANDEM_BUILD" 2>/dev/null && pwd) || die "--tandem-build: no directory $TANDEM_BUILD"
@@ -142,12 +150,13 @@ cp "$KERNEL" "$WORK/vmlinuz"
 phase_end image "dom0.cpio $(( $(stat -c %s "$WORK/dom0.cpio") / 1048576 )) MiB, kernel $KVER"
 
 # ---- boot and scenarios
-XEN_ARGS="console=com1 com1=115200,8n1 dom0_mem=1536M,max:1536M dom0_max_vcpus=2 loglvl=all guest_loglvl=all $XEN_CPU_ARGS"
+XEN_ARGS="console=com1 com1=115200,8n1 conring_size=4m dom0_mem=1536M,max:1536M dom0_max_vcpus=2 loglvl=all guest_loglvl=all $XEN_CPU_ARGS"
 DOM0_ARGS="console=hvc0 earlyprintk=xen panic=-1 rdinit=/init"
 SERIAL=$WORK/serial.log
 EVENTS=$WORK/events
 : >"$EVENTS"
 QEMU=(qemu-system-x86_64 -no-reboot -machine q35 -cpu "$QEMU_CPU" -m 3G -smp 2
+  -accel "tcg,thread=$TCG_THREAD"
   -nographic -serial stdio -monitor none -display none -nic none
   -device virtio-rng-pci
   -kernel "$WORK/xen" -append "$XEN_ARGS"
@@ -167,6 +176,21 @@ while IFS= read -r line; do
   printf '%s\n' "$line" >>"$SERIAL"
   case $line in
     *@@HOST*|*@@RIG*) ;;
+    # A guest that dies of a triple fault is a guest no tandem code runs
+    # in; say where it was (Xen dumps the vCPU's registers next).
+    "(XEN) "*"Triple fault"*) TF=${line#(XEN) }; TF=${TF%% Triple*}; continue ;;
+    "(XEN) RIP:"*)
+      if [ -n "${TF:-}" ]; then
+        rip=${line#(XEN) RIP:}; rip=${rip//[][<> ]/}
+        case $rip in
+          e008:*) where="in Xen's own code while in guest mode: the emulated CPU (qemu TCG) lost track of the VM exit" ;;
+          *) where="in the guest" ;;
+        esac
+        echo "xen-rig: Xen: $TF triple fault at $rip, $where"
+        echo "$EPOCHREALTIME XEN-FAULT $TF $rip" >>"$EVENTS"
+        TF=
+      fi
+      continue ;;
     *) continue ;;
   esac
   msg=${line#*@@}
@@ -176,6 +200,8 @@ while IFS= read -r line; do
     RIG\ READY*) echo "xen-rig: dom0 up, toolstack running ($(elapsed "$T_BOOT") s after qemu start)" ;;
     RIG\ XEN*|RIG\ WARN*|RIG\ SETUP-FAIL*|RIG\ WATCHDOG*) echo "xen-rig: ${msg#RIG }" ;;
     RIG\ BEGIN*) echo "--- scenario ${msg#RIG BEGIN }" ;;
+    RIG\ RETRY*) r=${msg#RIG RETRY }
+      echo "--- RETRY of ${r%% *}: it failed while a guest died under it (${r#* }); this rig's emulated CPU kills guests under log-dirty with stock xl remus too, so it runs once more and only that run counts" ;;
     RIG\ END*) echo "--- ${msg#RIG }" ;;
     RIG\[*) s=${msg#RIG[}; n=${s%%]*}; body=${s#*] }
       case $body in
@@ -190,7 +216,7 @@ RUN_S=$(elapsed "$T_BOOT")
 # ---- evaluate (from the recorded events)
 ev() { grep -E "^[0-9.]+ $1" "$EVENTS"; }
 evt() { ev "$1" | head -1 | awk '{ print $1 }'; }
-fails=0
+fails=0 RETRIED=()
 t_ready=$(evt 'RIG READY')
 if [ -n "$t_ready" ]; then
   PHASES+=(boot-to-dom0); PHASE_S[boot-to-dom0]=$(awk -v a="$T_BOOT" -v b="$t_ready" 'BEGIN { printf "%.1f", b - a }')
@@ -207,10 +233,22 @@ for s in "${SCENARIOS[@]}"; do
   fi
   rc=$(echo "$e" | sed 's/.* rc=\([0-9]*\).*/\1/')
   PHASES+=("scenario:$s"); PHASE_S[scenario:$s]=$(echo "$e" | awk -v b="$b" '{ printf "%.1f", $1 - b }')
-  np=$(grep -c "^[0-9.]* RIG\[$s\] PASS:" "$EVENTS")
-  nf=$(grep -c "^[0-9.]* RIG\[$s\] FAIL:" "$EVENTS")
+  # a retried scenario: only its last run counts (from the RETRY on)
+  rt=$(ev "RIG RETRY $s " | tail -1 | awk '{ print $1 }')
+  if [ -n "$rt" ]; then
+    RETRIED+=("$s"); b=$rt
+  fi
+  np=$(awk -v b="$b" -v k="RIG[$s]" '$1 >= b && $2 == k && $3 == "PASS:"' "$EVENTS" | wc -l)
+  nf=$(awk -v b="$b" -v k="RIG[$s]" '$1 >= b && $2 == k && $3 == "FAIL:"' "$EVENTS" | wc -l)
+  faults=$(echo "$e" | awk -v b="$b" -v ev="$EVENTS" '
+    BEGIN { n = 0 } { t = $1 }
+    END { while ((getline l < ev) > 0) { split(l, f, " ")
+            if (f[2] == "XEN-FAULT" && f[1] >= b && f[1] <= t) n++ }
+          print n }')
+  why=
+  [ "$faults" -gt 0 ] && why="; $faults guest triple fault(s) logged by Xen during it, see the xen-rig lines above"
   if [ "$nf" -gt 0 ] || [ "$rc" != 0 ]; then
-    echo "FAIL: scenario $s (exit $rc, $np PASS, $nf FAIL)"; fails=$((fails + 1))
+    echo "FAIL: scenario $s (exit $rc, $np PASS, $nf FAIL$why)"; fails=$((fails + 1))
   elif [ "$np" = 0 ]; then
     echo "FAIL: scenario $s printed no PASS line"; fails=$((fails + 1))
   else
@@ -230,6 +268,10 @@ elif ! ev 'RIG DONE' >/dev/null; then
   echo "----- serial log, last 30 lines:"; tail -30 "$SERIAL"
   fails=$((fails + 1))
 fi
+if [ ${#RETRIED[@]} -gt 0 ]; then
+  echo "NOTE: xen-rig: ran again after a guest died under them: ${RETRIED[*]}"
+fi
+echo "RESULT xen_rig_retries=${#RETRIED[@]}" >>"$WORK/phase-results"
 PHASES+=(qemu-total); PHASE_S[qemu-total]=$RUN_S
 PHASES+=(total); PHASE_S[total]=$(elapsed "$T_ALL")
 

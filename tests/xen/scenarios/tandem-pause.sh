@@ -1,7 +1,7 @@
 #!/bin/bash
 # rig: about the xen driver with suspend = "pause" (the hypervisor pauses the guest each epoch): its pause, and whether a PV guest restored from such a checkpoint runs
 # rig: needs tandem
-# rig: manual the guest rebooted (a triple fault) mid-protection in 2 of 4 runs on 2026-12-01 under qemu's emulation of nested paging, which cooperative suspend and stock Remus never did; until that is understood this scenario gates nothing (HACKING.md, Known limits)
+# rig: manual suspend = pause is experimental: whether a replica restored from a paused checkpoint keeps running is reported, not required (HACKING.md, Known limits)
 # The design question of issue 3, measured: tandem-failover with the
 # guest paused by Xen (xc_domain_pause) instead of suspended through its
 # own suspend path. Protection and the figures are checked as there; what
