@@ -173,6 +173,10 @@ struct tdm_engine {
     bool final_suspended;       /* its final epoch is taken: the domain is
                                    held suspended until the backup acks */
     uint64_t resume_ns[TDM_ACK_RING];
+    uint64_t st_sent_mark;      /* primary: the peer's bytes_out once the
+                                   last epoch was queued; its pages (sent
+                                   by reference from st) have left when
+                                   that many bytes were written */
 
     /* backup receive state */
     bool in_epoch;

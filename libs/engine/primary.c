@@ -113,7 +113,23 @@ static void send_epoch(struct tdm_engine *eng)
 
     tdm_stat_add(&eng->m.epoch_bytes, eng->peer->bytes_out - before);
     eng->m.bytes_sent_total += eng->peer->bytes_out - before;
+    eng->st_sent_mark = eng->peer->bytes_out;
 }
+
+/* The last epoch's pages go out by reference from the staging buffer, so
+ * the next capture must wait until they have been written, but not for
+ * what is queued behind them: under a steady stream of disk records the
+ * link never drains, and epochs that waited for it stopped while the
+ * records went on, until the backup's write log was full. */
+static bool staging_in_flight(struct tdm_engine *eng)
+{
+    return eng->peer &&
+           eng->peer->bytes_out - tdm__peer_pending(eng->peer) <
+               eng->st_sent_mark;
+}
+
+/* Look again this soon for the staging buffer to be free. */
+#define STAGING_POLL_MS 2
 
 /* Suspend, capture, cut, resume: the pause. No network I/O in here. With
  * 'final' the domain stays suspended (planned failover). */
@@ -201,10 +217,13 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
                        eng->state != TDM_ST_PROTECTED) ||
         tdm__disk_syncing(eng))
         return;
-    if (tdm__peer_pending(eng->peer) > 0) {
-        /* Still writing the last epoch: go as soon as it has left. */
+    if (staging_in_flight(eng)) {
+        /* Still writing the last epoch: go as soon as it has left (the
+         * link may never drain: look again soon as well). */
+        if (!eng->want_epoch)
+            eng->m.skipped_ticks++;
         eng->want_epoch = true;
-        eng->m.skipped_ticks++;
+        timer_add_ms(eng->tick, STAGING_POLL_MS);
         return;
     }
     epoch_now(eng);
@@ -249,11 +268,13 @@ static void precopy_cb(evutil_socket_t fd, short what, void *arg)
     log_info("%s: live copy of %zu pages in %u steps: %.1f ms (longest "
              "step %.1f ms)", eng->name, eng->st.npages, eng->precopy_steps,
              eng->m.sync_live_ns / 1e6, eng->precopy_step_max_ns / 1e6);
-    /* The epoch goes once the wire is free, as any other. */
-    if (tdm__peer_pending(eng->peer) > 0)
+    /* The epoch goes once the staging buffer is free, as any other. */
+    if (staging_in_flight(eng)) {
         eng->want_epoch = true;
-    else
+        timer_add_ms(eng->tick, STAGING_POLL_MS);
+    } else {
         epoch_now(eng);
+    }
 }
 
 static void precopy_begin(struct tdm_engine *eng)
@@ -477,6 +498,7 @@ static void primary_frame(struct tdm__peer *p, const struct tdm_frame *f,
         }
         eng->drv->log_dirty(eng->dom, true);
         eng->sync_next = true;
+        eng->st_sent_mark = 0;  /* a new peer counts from 0 */
         precopy_cancel(eng);
         tdm__engine_set_state(eng, TDM_ST_SYNCING);
         timer_add_ms(eng->hb, eng->params.heartbeat_ms);

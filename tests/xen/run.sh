@@ -201,7 +201,7 @@ while IFS= read -r line; do
     RIG\ XEN*|RIG\ WARN*|RIG\ SETUP-FAIL*|RIG\ WATCHDOG*) echo "xen-rig: ${msg#RIG }" ;;
     RIG\ BEGIN*) echo "--- scenario ${msg#RIG BEGIN }" ;;
     RIG\ RETRY*) r=${msg#RIG RETRY }
-      echo "--- RETRY of ${r%% *}: it failed while a guest died under it (${r#* }); this rig's emulated CPU kills guests under log-dirty with stock xl remus too, so it runs once more and only that run counts" ;;
+      echo "--- RETRY of ${r%% *}: it failed while a guest died under it (${r#* }); this rig's emulated CPU kills guests now and then (under stock xl remus too, and while booting), so it runs again and only the last run counts" ;;
     RIG\ END*) echo "--- ${msg#RIG }" ;;
     RIG\[*) s=${msg#RIG[}; n=${s%%]*}; body=${s#*] }
       case $body in
