@@ -759,6 +759,18 @@ void tdm__disk_free(struct tdm_engine *eng)
 
 /* ---- primary: the epoch ---- */
 
+/* dl = now + ms, on the clock pthread_cond_timedwait uses. */
+static void deadline_in(struct timespec *dl, int ms)
+{
+    clock_gettime(CLOCK_REALTIME, dl);
+    dl->tv_sec += ms / 1000;
+    dl->tv_nsec += (ms % 1000) * 1000000L;
+    if (dl->tv_nsec >= 1000000000L) {
+        dl->tv_sec++;
+        dl->tv_nsec -= 1000000000L;
+    }
+}
+
 int tdm__disk_cut(struct tdm_engine *eng, uint64_t next)
 {
     struct tdm__disk *d = eng->disk;
@@ -775,13 +787,7 @@ int tdm__disk_cut(struct tdm_engine *eng, uint64_t next)
         set_broken_locked(d, "cannot send a cut");
         pthread_mutex_unlock(&d->lock);
     }
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += CUT_TIMEOUT_MS / 1000;
-    dl.tv_nsec += (CUT_TIMEOUT_MS % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000L;
-    }
+    deadline_in(&dl, CUT_TIMEOUT_MS);
     pthread_mutex_lock(&d->lock);
     while (d->acked_cut < next && !d->broken)
         if (pthread_cond_timedwait(&d->cond, &d->lock, &dl) == ETIMEDOUT)
@@ -821,13 +827,7 @@ static int set_mode(struct tdm__disk *d, uint64_t m, bool wait, char *err,
     d->modes_sent++;
     if (!wait)
         return 0;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += CUT_TIMEOUT_MS / 1000;
-    dl.tv_nsec += (CUT_TIMEOUT_MS % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000L;
-    }
+    deadline_in(&dl, CUT_TIMEOUT_MS);
     pthread_mutex_lock(&d->lock);
     /* the reader must read whatever the backlog to reach the answer */
     d->pausing = true;

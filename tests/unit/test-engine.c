@@ -215,32 +215,13 @@ static void loop_step(unsigned i)
     guest_step(primary_dom, i);
 }
 
-static int setup(void **state)
+/* Hosts hp and hb, and domain d1 on hp with the given driver. */
+static int setup_driver(const char *driver)
 {
     struct tdm_host_config hc;
-    char err[256];
-    const char *cfg = "name = \"d1\"\ndriver = \"fake\"\n";
+    char err[256], cfg[64];
 
-    base = event_base_new();
-    tdm_host_config_default(&hc);
-    tdm_strlcpy(hc.listen_addr, "127.0.0.1", sizeof(hc.listen_addr));
-    hc.listen_port = 0;
-    assert_int_equal(tdm_host_new(base, &hc, NULL, &hb), 0);
-    hc.listen_addr[0] = '\0';
-    assert_int_equal(tdm_host_new(base, &hc, NULL, &hp), 0);
-    memset(epoch_hash, 0, sizeof(epoch_hash));
-    applied_bad = released_early = 0;
-    if (tdm_host_create(hp, cfg, strlen(cfg), err, sizeof(err)) < 0)
-        fail_msg("create: %s", err);
-    return 0;
-}
-
-static int setup_pc(void **state)
-{
-    struct tdm_host_config hc;
-    char err[256];
-    const char *cfg = "name = \"d1\"\ndriver = \"fakepc\"\n";
-
+    snprintf(cfg, sizeof(cfg), "name = \"d1\"\ndriver = \"%s\"\n", driver);
     base = event_base_new();
     tdm_host_config_default(&hc);
     tdm_strlcpy(hc.listen_addr, "127.0.0.1", sizeof(hc.listen_addr));
@@ -255,6 +236,9 @@ static int setup_pc(void **state)
         fail_msg("create: %s", err);
     return 0;
 }
+
+static int setup(void **state) { return setup_driver("fake"); }
+static int setup_pc(void **state) { return setup_driver("fakepc"); }
 
 static int teardown(void **state)
 {

@@ -754,6 +754,16 @@ static void full_copy_done(struct tdm_dom *d, const struct tdm_staging *st)
              (unsigned long long)d->probed);
 }
 
+/* Staging must hold every page of the domain: the engine sizes it so. */
+static int staging_fits(const struct tdm_dom *d, const struct tdm_staging *st)
+{
+    if (st->cap >= d->npages)
+        return 0;
+    log_warnx("%s: staging of %zu pages, need %llu", d->conf.name, st->cap,
+              (unsigned long long)d->npages);
+    return -1;
+}
+
 /* Engine op precopy: the full copy in steps, the guest running. */
 static int xen_precopy(struct tdm_dom *d, struct tdm_staging *st,
                        size_t max_pages)
@@ -765,11 +775,8 @@ static int xen_precopy(struct tdm_dom *d, struct tdm_staging *st,
                   "protection", d->conf.name);
         return -1;
     }
-    if (st->cap < d->npages) {
-        log_warnx("%s: staging of %zu pages, need %llu", d->conf.name,
-                  st->cap, (unsigned long long)d->npages);
+    if (staging_fits(d, st) < 0)
         return -1;
-    }
     if ((r = full_copy(d, st, TDM_MAX(max_pages, (size_t)1))) == 0)
         full_copy_done(d, st);
     return r;
@@ -875,11 +882,8 @@ static int xen_capture(struct tdm_dom *d, struct tdm_staging *st)
                   "suspended", d->conf.name);
         return -1;
     }
-    if (st->cap < d->npages) {
-        log_warnx("%s: staging of %zu pages, need %llu", d->conf.name,
-                  st->cap, (unsigned long long)d->npages);
+    if (staging_fits(d, st) < 0)
         return -1;
-    }
     if (!full) {
         d->unmappable = 0;
     } else if (st->npages == 0 || d->copy_pfn < d->p2m_size) {
