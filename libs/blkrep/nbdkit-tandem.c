@@ -5,7 +5,7 @@
  * (tandemd in production, the test's receiver in tests/blkrep).
  *
  *     nbdkit -U NBD.sock PLUGIN.so file=IMAGE log=LOG.sock [epoch=N]
- *            [mode=full|dirty]
+ *            [mode=full|dirty] [reattach=yes]
  *
  * Each write, trim, zero and flush is applied to IMAGE, then its record
  * (tdm-blkrep.h) is written whole to the socket, and only then answered:
@@ -19,6 +19,13 @@
  * old epoch; a change that takes the lock after the cut gets the new one.
  * A mode message is applied and answered the same way: in dirty mode (no
  * backup to feed) a change sends only its range.
+ *
+ * reattach=yes (a Xen guest's disk, which outlives tandemd): a log that
+ * ends in dirty mode, where nothing is replicated, leaves the disk served
+ * and its changes untracked, and the reader connects to LOG.sock again
+ * every 200 ms. On a new connection it first writes a cut's ack with its
+ * epoch, so that the new peer learns it; changes are logged from then on.
+ * In full mode the end of the log is still the end of every change.
  */
 #include "config.h"
 
@@ -57,6 +64,9 @@ static char *image_path;
 static char *log_path;
 static uint64_t first_epoch = 1;
 static uint64_t first_mode = TDM_BLK_MODE_FULL;
+static bool reattach;
+
+#define REATTACH_MS 200
 
 static int image_fd = -1;
 static int log_fd = -1;
@@ -71,6 +81,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t epoch;          /* under lock */
 static uint64_t log_mode;       /* under lock: enum tdm_blk_mode */
 static bool broken;             /* under lock: the log socket is gone */
+static bool detached;           /* under lock: gone in dirty mode (reattach) */
 
 static void tandem_unload(void)
 {
@@ -126,6 +137,13 @@ static int tandem_config(const char *key, const char *value)
         }
         return 0;
     }
+    if (strcmp(key, "reattach") == 0) {
+        int b = nbdkit_parse_bool(value);
+        if (b < 0)
+            return -1;
+        reattach = b;
+        return 0;
+    }
     nbdkit_error("unknown parameter '%s'", key);
     return -1;
 }
@@ -153,12 +171,30 @@ static int tandem_config_complete(void)
     "log=SOCKET       (required) unix socket that takes the write log\n" \
     "epoch=N          epoch of the first writes (default 1)\n" \
     "mode=full|dirty  log changes with their data (default), or only\n" \
-    "                 which ranges changed, until the peer says otherwise"
+    "                 which ranges changed, until the peer says otherwise\n" \
+    "reattach=yes     a log that ends in dirty mode leaves the disk served,\n" \
+    "                 untracked, until a peer listens on the log again"
+
+static int log_connect(void)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -1;
+    memcpy(sun.sun_path, log_path, strlen(log_path) + 1);
+    if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
 
 /* Before nbdkit listens: a primary without its log never serves a byte. */
 static int tandem_get_ready(void)
 {
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
     struct stat sb;
 
     image_fd = open(image_path, O_RDWR | O_CLOEXEC);
@@ -176,13 +212,8 @@ static int tandem_get_ready(void)
     }
     image_size = (uint64_t)sb.st_size;
 
-    log_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    log_fd = log_connect();
     if (log_fd < 0) {
-        nbdkit_error("socket: %m");
-        return -1;
-    }
-    memcpy(sun.sun_path, log_path, strlen(log_path) + 1);
-    if (connect(log_fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
         nbdkit_error("connect %s: %m", log_path);
         return -1;
     }
@@ -192,9 +223,19 @@ static int tandem_get_ready(void)
     return 0;
 }
 
-/* Called with lock held: from now on every change fails. */
+/* Called with lock held: from now on every change fails; or, with
+ * reattach in dirty mode, goes untracked until the reader reconnects. */
 static void set_broken(const char *why)
 {
+    if (reattach && log_mode == TDM_BLK_MODE_DIRTY && !broken) {
+        if (!detached)
+            nbdkit_error("log socket %s: %s; serving on in dirty mode, "
+                         "changes untracked until tandemd listens again",
+                         log_path, why);
+        detached = true;
+        shutdown(log_fd, SHUT_RDWR);
+        return;
+    }
     if (!broken)
         nbdkit_error("log socket %s: %s; refusing every further change",
                      log_path, why);
@@ -226,6 +267,39 @@ static int send_all(struct iovec *iov, int iovcnt)
     return 0;
 }
 
+/* Detached: connect to the log again, every REATTACH_MS, and tell the
+ * new peer the epoch. False once unloading. */
+static bool reconnect(void)
+{
+    uint8_t buf[TDM_BLK_CTL_SIZE];
+    struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
+
+    for (;;) {
+        int fd;
+
+        pthread_mutex_lock(&lock);
+        if (broken) {
+            pthread_mutex_unlock(&lock);
+            return false;
+        }
+        fd = log_connect();
+        if (fd >= 0) {
+            close(log_fd);
+            log_fd = fd;
+            tdm_blk_ack_encode(epoch, buf);
+            if (send_all(&iov, 1) == 0) {
+                detached = false;
+                nbdkit_error("log socket %s: reattached in epoch %llu, dirty "
+                             "mode", log_path, (unsigned long long)epoch);
+                pthread_mutex_unlock(&lock);
+                return true;
+            }
+        }
+        pthread_mutex_unlock(&lock);
+        usleep(REATTACH_MS * 1000);
+    }
+}
+
 static void *reader_main(void *arg)
 {
     uint8_t buf[TDM_BLK_CTL_SIZE];
@@ -238,13 +312,19 @@ static void *reader_main(void *arg)
 
         while (got < sizeof(buf)) {
             ssize_t r = read(log_fd, buf + got, sizeof(buf) - got);
+            bool again;
 
             if (r < 0 && errno == EINTR)
                 continue;
             if (r <= 0) {
                 pthread_mutex_lock(&lock);
                 set_broken(r == 0 ? "closed by the peer" : strerror(errno));
+                again = detached;
                 pthread_mutex_unlock(&lock);
+                if (again && reconnect()) {
+                    got = 0;
+                    continue;
+                }
                 return NULL;
             }
             got += (size_t)r;
@@ -450,8 +530,8 @@ static int replicate(struct tdm_blk_rec *r)
                      (unsigned long long)r->offset, image_path, strerror(e));
         goto out;
     }
-    if (!sent) {
-        rc = 0;
+    if (!sent || detached) {
+        rc = 0;                 /* detached: dirty mode, nobody to tell */
         goto out;
     }
     iov[0] = (struct iovec){.iov_base = hdr, .iov_len = sizeof(hdr)};

@@ -105,6 +105,7 @@ struct tdm__disk {
 
     /* primary: nbdkit, its log and the reader thread */
     pid_t nbdkit_pid;
+    bool adopted;               /* nbdkit is an earlier tandemd's child */
     int log_fd;
     int img_fd;                 /* read-only: sync reads */
     int wake_fd;
@@ -160,6 +161,10 @@ struct tdm__disk {
 };
 
 static void bthread_stop(struct tdm__disk *d);
+static void pid_path(const struct tdm__disk *d, char *p, size_t len);
+static void deadline_in(struct timespec *dl, int ms);
+static int set_mode(struct tdm__disk *d, uint64_t m, bool wait, char *err,
+                    size_t errlen);
 
 static void drec_free_list(struct drec *r)
 {
@@ -199,13 +204,10 @@ int tdm__disk_parse(struct tdm_host *host, struct tdm_cfg *cfg,
     image_r[0] = '\0';
     if (!img)
         return 0;
-    if (!strcmp(drv->name, "xen"))
-        return tdm_errf(err, errlen, "disk = '%s': the xen driver does not "
-                        "attach replicated disks yet (give the guest its disk "
-                        "in its xl configuration, unreplicated)", img);
-    if (tdm_cfg_get(cfg, "disk_nbd"))
-        return tdm_errf(err, errlen, "disk_nbd is set by tandem when disk is "
-                        "given: remove one of them");
+    if (tdm_cfg_get(cfg, "disk_nbd") || tdm_cfg_get(cfg, "disk_adopted"))
+        return tdm_errf(err, errlen, "%s is set by tandem when disk is given: "
+                        "remove it", tdm_cfg_get(cfg, "disk_nbd") ?
+                        "disk_nbd" : "disk_adopted");
     if (img[0] != '/' || !tdm_strlcpy(image_r, img, image_len))
         return tdm_errf(err, errlen, "disk = '%s': expected an absolute path",
                         img);
@@ -512,14 +514,22 @@ static int wait_child_gone(pid_t pid, int ms)
 
 static void stop_nbdkit(struct tdm__disk *d)
 {
+    char pidfile[SUN_MAX + 8];
+
     if (d->nbdkit_pid <= 0)
         return;
     kill(d->nbdkit_pid, SIGTERM);
-    if (wait_child_gone(d->nbdkit_pid, 3000) < 0) {
+    if (d->adopted) {           /* not ours to reap */
+        for (int i = 0; i < 300 && kill(d->nbdkit_pid, 0) == 0; i++)
+            usleep(10000);
+        kill(d->nbdkit_pid, SIGKILL);
+    } else if (wait_child_gone(d->nbdkit_pid, 3000) < 0) {
         kill(d->nbdkit_pid, SIGKILL);
         waitpid(d->nbdkit_pid, NULL, 0);
     }
     d->nbdkit_pid = 0;
+    pid_path(d, pidfile, sizeof(pidfile));
+    unlink(pidfile);
 }
 
 static int unix_listen(const char *path, char *err, size_t errlen)
@@ -540,23 +550,24 @@ static int unix_listen(const char *path, char *err, size_t errlen)
     return fd;
 }
 
-/* Serve image over NBD through our plugin, its write log to us, first
- * epoch `epoch`. */
-static int serve(struct tdm__disk *d, const char *image, uint64_t epoch,
-                 char *err, size_t errlen)
+/* nbdkit outlives tandemd where the guest does: a domain the driver
+ * releases (xen) keeps its disk served when tandemd stops, and the plugin
+ * waits for the next tandemd (reattach=yes). */
+static bool persistent(const struct tdm__disk *d)
 {
-    struct tdm_host *host = d->eng->host;
-    char a_file[PATH_MAX + 8], a_log[SUN_MAX + 8], a_epoch[32];
-    /* no backup yet: the plugin logs only which ranges change */
-    char a_mode[] = "mode=dirty";
-    char pidfile[SUN_MAX + 8];
-    /* nbdkit writes its pid file once it accepts connections */
-    char *argv[] = {host->cfg.nbdkit, "-f", "--exit-with-parent", "-P",
-                    pidfile, "-U", d->nbd_path, host->cfg.nbdkit_plugin,
-                    a_file, a_log, a_epoch, a_mode, NULL};
+    return d->eng->drv->release != NULL;
+}
+
+static void pid_path(const struct tdm__disk *d, char *p, size_t len)
+{
+    snprintf(p, len, "%s.pid", d->nbd_path);
+}
+
+/* The image's fd for sync reads, its size and the region map. */
+static int disk_setup(struct tdm__disk *d, const char *image, char *err,
+                      size_t errlen)
+{
     struct stat sb;
-    int lfd, r;
-    uint64_t t0;
 
     if (image != d->image)
         tdm_strlcpy(d->image, image, sizeof(d->image));
@@ -572,35 +583,20 @@ static int serve(struct tdm__disk *d, const char *image, uint64_t epoch,
                            d->region_shift);
     d->lw = tdm_calloc(d->nregions, sizeof(*d->lw));
     d->chunk = tdm_malloc(DISK_CHUNK);
-    if (access(host->cfg.nbdkit_plugin, R_OK) < 0)
-        return tdm_errf(err, errlen, "nbdkit plugin %s: %s (tandem.conf: "
-                        "nbdkit-plugin)", host->cfg.nbdkit_plugin,
-                        strerror(errno));
-    if (mkdir(host->cfg.disk_dir, 0700) < 0 && errno != EEXIST)
-        return tdm_errf(err, errlen, "disk-dir %s: %s", host->cfg.disk_dir,
-                        strerror(errno));
-    lfd = unix_listen(d->log_path, err, errlen);
-    if (lfd < 0)
-        return -1;
-    unlink(d->nbd_path);
-    snprintf(pidfile, sizeof(pidfile), "%s.pid", d->nbd_path);
-    unlink(pidfile);
-    snprintf(a_file, sizeof(a_file), "file=%s", image);
-    snprintf(a_log, sizeof(a_log), "log=%s", d->log_path);
-    snprintf(a_epoch, sizeof(a_epoch), "epoch=%llu", (unsigned long long)epoch);
-    r = posix_spawnp(&d->nbdkit_pid, host->cfg.nbdkit, NULL, NULL, argv,
-                     environ);
-    if (r) {
-        close(lfd);
-        d->nbdkit_pid = 0;
-        return tdm_errf(err, errlen, "cannot run %s: %s (tandem.conf: nbdkit)",
-                        host->cfg.nbdkit, strerror(r));
-    }
-    /* The plugin connects to the log before nbdkit listens. */
-    t0 = tdm_now_ns();
+    if (mkdir(d->eng->host->cfg.disk_dir, 0700) < 0 && errno != EEXIST)
+        return tdm_errf(err, errlen, "disk-dir %s: %s",
+                        d->eng->host->cfg.disk_dir, strerror(errno));
+    return 0;
+}
+
+/* Wait up to START_TIMEOUT_MS from t0 for the plugin to connect to the
+ * log socket lfd (closed here); pid, if not 0, is nbdkit, our child. */
+static int accept_log(struct tdm__disk *d, int lfd, pid_t pid, uint64_t t0,
+                      char *err, size_t errlen)
+{
     for (;;) {
         struct pollfd pfd = {.fd = lfd, .events = POLLIN};
-        if (waitpid(d->nbdkit_pid, NULL, WNOHANG) == d->nbdkit_pid) {
+        if (pid > 0 && waitpid(pid, NULL, WNOHANG) == pid) {
             d->nbdkit_pid = 0;
             close(lfd);
             return tdm_errf(err, errlen, "nbdkit exited at start (its message "
@@ -620,19 +616,15 @@ static int serve(struct tdm__disk *d, const char *image, uint64_t epoch,
     if (d->log_fd < 0)
         return tdm_errf(err, errlen, "accept on %s: %s", d->log_path,
                         strerror(errno));
-    while (access(pidfile, F_OK) < 0) {
-        if (waitpid(d->nbdkit_pid, NULL, WNOHANG) == d->nbdkit_pid) {
-            d->nbdkit_pid = 0;
-            return tdm_errf(err, errlen, "nbdkit exited at start (its message "
-                            "is in the daemon's log)");
-        }
-        if (tdm_now_ns() - t0 > (uint64_t)START_TIMEOUT_MS * 1000000)
-            return tdm_errf(err, errlen, "nbdkit did not serve %s within %d "
-                            "ms", d->nbd_path, START_TIMEOUT_MS);
-        usleep(5000);
-    }
-    unlink(pidfile);
-    d->cur_epoch = epoch;
+    return 0;
+}
+
+/* The reader thread and its wakeups: the log is connected. */
+static int start_reader(struct tdm__disk *d, char *err, size_t errlen)
+{
+    struct tdm_host *host = d->eng->host;
+    int r;
+
     d->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (d->wake_fd < 0)
         return tdm_errf(err, errlen, "eventfd: %s", strerror(errno));
@@ -644,10 +636,148 @@ static int serve(struct tdm__disk *d, const char *image, uint64_t epoch,
     if (r)
         return tdm_errf(err, errlen, "pthread_create: %s", strerror(r));
     d->reader_started = true;
+    return 0;
+}
+
+/* Serve image over NBD through our plugin, its write log to us, first
+ * epoch `epoch`. */
+static int serve(struct tdm__disk *d, const char *image, uint64_t epoch,
+                 char *err, size_t errlen)
+{
+    struct tdm_host *host = d->eng->host;
+    char a_file[PATH_MAX + 8], a_log[SUN_MAX + 8], a_epoch[32];
+    /* no backup yet: the plugin logs only which ranges change */
+    char a_mode[] = "mode=dirty";
+    char pidfile[SUN_MAX + 8];
+    bool keep = persistent(d);
+    /* nbdkit writes its pid file once it accepts connections */
+    char *argv[] = {host->cfg.nbdkit, "-f", "-P", pidfile, "-U", d->nbd_path,
+                    host->cfg.nbdkit_plugin, a_file, a_log, a_epoch, a_mode,
+                    keep ? "reattach=yes" : "--exit-with-parent", NULL};
+    posix_spawnattr_t sa;
+    int lfd, r;
+    uint64_t t0;
+
+    if (disk_setup(d, image, err, errlen) < 0)
+        return -1;
+    if (access(host->cfg.nbdkit_plugin, R_OK) < 0)
+        return tdm_errf(err, errlen, "nbdkit plugin %s: %s (tandem.conf: "
+                        "nbdkit-plugin)", host->cfg.nbdkit_plugin,
+                        strerror(errno));
+    lfd = unix_listen(d->log_path, err, errlen);
+    if (lfd < 0)
+        return -1;
+    unlink(d->nbd_path);
+    pid_path(d, pidfile, sizeof(pidfile));
+    unlink(pidfile);
+    snprintf(a_file, sizeof(a_file), "file=%s", image);
+    snprintf(a_log, sizeof(a_log), "log=%s", d->log_path);
+    snprintf(a_epoch, sizeof(a_epoch), "epoch=%llu", (unsigned long long)epoch);
+    /* A persistent nbdkit is a session of its own: a signal to tandemd's
+     * process group (a terminal's ^C) must not reach the guest's disk. */
+    posix_spawnattr_init(&sa);
+    if (keep)
+        posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSID);
+    r = posix_spawnp(&d->nbdkit_pid, host->cfg.nbdkit, NULL, &sa, argv,
+                     environ);
+    posix_spawnattr_destroy(&sa);
+    if (r) {
+        close(lfd);
+        d->nbdkit_pid = 0;
+        return tdm_errf(err, errlen, "cannot run %s: %s (tandem.conf: nbdkit)",
+                        host->cfg.nbdkit, strerror(r));
+    }
+    /* The plugin connects to the log before nbdkit listens. */
+    t0 = tdm_now_ns();
+    if (accept_log(d, lfd, d->nbdkit_pid, t0, err, errlen) < 0)
+        return -1;
+    while (access(pidfile, F_OK) < 0) {
+        if (waitpid(d->nbdkit_pid, NULL, WNOHANG) == d->nbdkit_pid) {
+            d->nbdkit_pid = 0;
+            return tdm_errf(err, errlen, "nbdkit exited at start (its message "
+                            "is in the daemon's log)");
+        }
+        if (tdm_now_ns() - t0 > (uint64_t)START_TIMEOUT_MS * 1000000)
+            return tdm_errf(err, errlen, "nbdkit did not serve %s within %d "
+                            "ms", d->nbd_path, START_TIMEOUT_MS);
+        usleep(5000);
+    }
+    if (!keep)
+        unlink(pidfile);        /* kept: the next tandemd finds nbdkit */
+    d->cur_epoch = epoch;
+    if (start_reader(d, err, errlen) < 0)
+        return -1;
     log_info("%s: disk %s (%llu MiB) served on %s by nbdkit (pid %d), epoch "
              "%llu", d->eng->name, image,
              (unsigned long long)(d->size >> 20), d->nbd_path,
              (int)d->nbdkit_pid, (unsigned long long)epoch);
+    return 0;
+}
+
+/* The pid of the nbdkit an earlier tandemd left serving this disk, or 0. */
+static pid_t left_nbdkit(const struct tdm__disk *d)
+{
+    char p[SUN_MAX + 8], comm[32] = "";
+    long pid = 0;
+    FILE *f;
+
+    pid_path(d, p, sizeof(p));
+    if (!(f = fopen(p, "r")))
+        return 0;
+    if (fscanf(f, "%ld", &pid) != 1)
+        pid = 0;
+    fclose(f);
+    if (pid <= 1 || pid > INT_MAX || kill((pid_t)pid, 0) < 0)
+        return 0;
+    snprintf(p, sizeof(p), "/proc/%ld/comm", pid);
+    if ((f = fopen(p, "r"))) {
+        if (!fgets(comm, sizeof(comm), f))
+            comm[0] = '\0';
+        fclose(f);
+    }
+    return strncmp(comm, "nbdkit", 6) ? 0 : (pid_t)pid;
+}
+
+/* Take over the nbdkit an earlier tandemd left serving the guest's disk:
+ * its plugin connects to the log again and says its epoch. The changes it
+ * made meanwhile went untracked: nothing here claims them, so the next
+ * protection syncs the whole disk (a new engine has no valid_from). */
+static int adopt(struct tdm__disk *d, const char *image, pid_t pid, char *err,
+                 size_t errlen)
+{
+    struct timespec dl;
+    uint64_t t0 = tdm_now_ns();
+    int lfd;
+
+    if (disk_setup(d, image, err, errlen) < 0)
+        return -1;
+    lfd = unix_listen(d->log_path, err, errlen);
+    if (lfd < 0)
+        return -1;
+    if (accept_log(d, lfd, 0, t0, err, errlen) < 0)
+        return tdm_errf(err, errlen, "nbdkit (pid %d), left serving %s by an "
+                        "earlier tandemd, did not connect to its write log "
+                        "within %d ms", (int)pid, d->nbd_path,
+                        START_TIMEOUT_MS);
+    d->nbdkit_pid = pid;
+    d->adopted = true;
+    if (start_reader(d, err, errlen) < 0)
+        return -1;
+    deadline_in(&dl, CUT_TIMEOUT_MS);
+    pthread_mutex_lock(&d->lock);
+    while (!d->acked_cut && !d->broken)
+        if (pthread_cond_timedwait(&d->cond, &d->lock, &dl) == ETIMEDOUT)
+            break;
+    d->cur_epoch = d->acked_cut;
+    pthread_mutex_unlock(&d->lock);
+    if (!d->cur_epoch)
+        return tdm_errf(err, errlen, "nbdkit (pid %d) did not say its epoch",
+                        (int)pid);
+    log_notice("%s: disk %s: took over nbdkit (pid %d), which an earlier "
+               "tandemd left serving %s, in epoch %llu; what changed "
+               "meanwhile is untracked, so the next protection copies the "
+               "whole disk", d->eng->name, image, (int)pid, d->nbd_path,
+               (unsigned long long)d->cur_epoch);
     return 0;
 }
 
@@ -665,11 +795,14 @@ static struct tdm__disk *disk_new(struct tdm_engine *eng, bool backup)
     return d;
 }
 
-/* Stop serving: the driver has closed its connection by now. */
-static void unserve(struct tdm__disk *d)
+/* Stop serving: the driver has closed its connection by now. Or, with
+ * leave, stop logging only: nbdkit serves on, for a guest that runs on
+ * (its plugin, in dirty mode, waits for the next tandemd). */
+static void unserve(struct tdm__disk *d, bool leave)
 {
     /* nbdkit first: with its log gone first it would complain */
-    stop_nbdkit(d);
+    if (!leave)
+        stop_nbdkit(d);
     pthread_mutex_lock(&d->lock);
     d->stopping = true;
     pthread_cond_broadcast(&d->cond);
@@ -691,7 +824,7 @@ static void unserve(struct tdm__disk *d)
     if (d->img_fd >= 0)
         close(d->img_fd);
     d->wake_fd = d->log_fd = d->img_fd = -1;
-    if (d->nbd_path[0])
+    if (d->nbd_path[0] && !leave)
         unlink(d->nbd_path);
     drec_free_list(d->qhead);
     d->qhead = d->qtail = NULL;
@@ -710,10 +843,24 @@ int tdm__disk_start(struct tdm_engine *eng, const char *image, char *err,
         return 0;
     d = disk_new(eng, false);
     eng->disk = d;
-    if (disk_paths(eng->host, eng->name, d, err, errlen) < 0 ||
-        serve(d, image, eng->epoch + 1, err, errlen) < 0)
+    if (disk_paths(eng->host, eng->name, d, err, errlen) < 0)
         return -1;  /* the engine's free cleans up */
-    return 0;
+    if (persistent(d)) {
+        pid_t pid = left_nbdkit(d);
+        if (pid > 0) {
+            if (adopt(d, image, pid, err, errlen) < 0)
+                return -1;
+            /* the driver finds the guest's disk attached already */
+            tdm_cfg_set(&eng->cfg, "disk_adopted", "yes");
+            return 0;
+        }
+    }
+    return serve(d, image, eng->epoch + 1, err, errlen);
+}
+
+bool tdm__disk_adopted(struct tdm_engine *eng)
+{
+    return eng->disk && eng->disk->adopted;
 }
 
 int tdm__disk_replica(struct tdm_engine *eng, const char *image, char *err,
@@ -737,14 +884,28 @@ int tdm__disk_replica(struct tdm_engine *eng, const char *image, char *err,
     return 0;
 }
 
-void tdm__disk_free(struct tdm_engine *eng)
+void tdm__disk_free(struct tdm_engine *eng, bool guest_runs)
 {
     struct tdm__disk *d = eng->disk;
+    bool leave;
 
     if (!d)
         return;
+    leave = guest_runs && persistent(d) && !d->backup && d->nbdkit_pid > 0;
+    if (leave) {
+        char err[160];
+        /* untracked from here: nothing may be waiting for its data */
+        if (d->broken || set_mode(d, TDM_BLK_MODE_DIRTY, true, err,
+                                  sizeof(err)) < 0)
+            log_warnx("%s: disk: %s: the guest's disk will refuse writes",
+                      eng->name, d->broken ? d->why : err);
+        log_notice("%s: disk %s left served on %s by nbdkit (pid %d) for the "
+                   "running guest, its changes untracked until tandemd "
+                   "attaches to it again", eng->name, d->image, d->nbd_path,
+                   (int)d->nbdkit_pid);
+    }
     bthread_stop(d);
-    unserve(d);
+    unserve(d, leave);
     tdm_wlog_dispose(&d->wlog);
     if (d->rep_fd >= 0)
         close(d->rep_fd);

@@ -57,6 +57,8 @@ size_t tdm__peer_pending(const struct tdm__peer *p);
 void tdm__peer_close(struct tdm__peer *p);
 /* Close once queued output has been written (e.g. after an ERROR). */
 void tdm__peer_close_after_flush(struct tdm__peer *p);
+/* Write out what is queued (up to ms), then close: the loop is done. */
+void tdm__peer_flush_close(struct tdm__peer *p, int ms);
 
 /* ---- fence (fence.c): test-and-set on shared storage ---- */
 /* Take over 'name' if the lease still holds generation 'expect': writes
@@ -100,7 +102,11 @@ int tdm__disk_start(struct tdm_engine *eng, const char *image, char *err,
 /* Backup: the replica's disk, filled by the primary's sync. */
 int tdm__disk_replica(struct tdm_engine *eng, const char *image, char *err,
                       size_t errlen);
-void tdm__disk_free(struct tdm_engine *eng);
+/* guest_runs: the guest runs on without tandem (released, or never
+ * attached): a disk served for it (xen) stays served. */
+void tdm__disk_free(struct tdm_engine *eng, bool guest_runs);
+/* The disk's nbdkit was left serving by an earlier tandemd, taken over. */
+bool tdm__disk_adopted(struct tdm_engine *eng);
 /* Around a pause: the write log is read whatever its backlog. */
 void tdm__disk_pausing(struct tdm_engine *eng, bool on);
 /* In the pause of epoch next-1: changes answered from now on are next's. */
@@ -208,6 +214,7 @@ struct tdm_host {
     struct tdm_host_hooks hooks;
     struct tdm_engine *engines;     /* creation order */
     struct tdm__pending *pending;   /* accepted, HELLO not yet seen */
+    bool stopping;                  /* tdm_host_free: the loop is done */
 };
 
 void tdm__engine_changed(struct tdm_engine *eng);

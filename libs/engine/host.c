@@ -84,6 +84,7 @@ struct tdm_engine *tdm__engine_new(struct tdm_host *host, struct tdm_cfg *cfg,
 void tdm__engine_free(struct tdm_engine *eng)
 {
     struct tdm_engine **pp;
+    bool guest_runs = false;
 
     if (!eng)
         return;
@@ -108,12 +109,17 @@ void tdm__engine_free(struct tdm_engine *eng)
     /* The domain goes: what it sent in unacknowledged epochs never leaves. */
     tdm__output_close(eng, true);
     if (eng->dom && eng->keep_guest && eng->drv->release &&
-        eng->role == TDM_ROLE_PRIMARY)
+        eng->role == TDM_ROLE_PRIMARY) {
         eng->drv->release(eng->dom);
-    else if (eng->dom)
+        guest_runs = true;
+    } else if (eng->dom) {
         eng->drv->destroy(eng->dom);
+    } else {
+        /* never attached: a guest runs on with the disk it had */
+        guest_runs = tdm__disk_adopted(eng);
+    }
     eng->dom = NULL;
-    tdm__disk_free(eng);        /* after the driver let go of the disk */
+    tdm__disk_free(eng, guest_runs);  /* after the driver let go of it */
     tdm_staging_dispose(&eng->st);
     tdm_cfg_dispose(&eng->cfg);
     free(eng);
@@ -571,6 +577,7 @@ void tdm_host_free(struct tdm_host *host)
 {
     if (!host)
         return;
+    host->stopping = true;
     while (host->pending) {
         tdm__peer_close(host->pending->peer);
         pending_free(host->pending);

@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -253,6 +254,40 @@ int tdm__peer_send_text(struct tdm__peer *p, uint16_t type, uint32_t code,
 size_t tdm__peer_pending(const struct tdm__peer *p)
 {
     return p->dead ? 0 : evbuffer_get_length(bufferevent_get_output(p->bev));
+}
+
+/* Write out what is queued, waiting up to ms, then close: for a daemon
+ * that stops, whose event loop will not run again. */
+void tdm__peer_flush_close(struct tdm__peer *p, int ms)
+{
+    uint64_t end = tdm_now_ns() + (uint64_t)ms * 1000000;
+    struct evbuffer *out;
+    int fd;
+
+    if (!p || p->dead)
+        return;
+    out = bufferevent_get_output(p->bev);
+    fd = bufferevent_getfd(p->bev);
+    bufferevent_disable(p->bev, EV_READ | EV_WRITE);
+    /* the bufferevent keeps its output's front frozen: it writes it */
+    evbuffer_unfreeze(out, 1);
+    while (fd >= 0 && p->connected && evbuffer_get_length(out) > 0 &&
+           tdm_now_ns() < end) {
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        int r = poll(&pfd, 1, 50);
+
+        if (r < 0 && errno != EINTR)
+            break;
+        if (pfd.revents & (POLLERR | POLLHUP))
+            break;
+        if ((pfd.revents & POLLOUT) && evbuffer_write(out, fd) < 0 &&
+            errno != EAGAIN && errno != EINTR)
+            break;
+    }
+    if (evbuffer_get_length(out))
+        log_warnx("%s: %zu bytes not sent before closing", p->addr,
+                  evbuffer_get_length(out));
+    tdm__peer_close(p);
 }
 
 void tdm__peer_close_after_flush(struct tdm__peer *p)

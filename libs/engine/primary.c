@@ -17,6 +17,7 @@
 #include "engine-private.h"
 
 #define RETRY_MS 1000
+#define PEER_FLUSH_MS 2000     /* a stopping daemon's GOODBYE */
 
 static void primary_frame(struct tdm__peer *p, const struct tdm_frame *f,
                           const char *why, void *arg);
@@ -591,7 +592,13 @@ void tdm__primary_unprotect(struct tdm_engine *eng, bool tell_peer)
 {
     if (eng->peer && tell_peer) {
         tdm__peer_send_text(eng->peer, TDM_MSG_GOODBYE, 0, "unprotected");
-        tdm__peer_close_after_flush(eng->peer);
+        /* A stopping tandemd's loop does not run again: unsent, the
+         * GOODBYE would leave the backup to take the silence for a dead
+         * primary and run a second copy of a guest that runs on (xen). */
+        if (eng->host->stopping)
+            tdm__peer_flush_close(eng->peer, PEER_FLUSH_MS);
+        else
+            tdm__peer_close_after_flush(eng->peer);
     } else {
         tdm__peer_close(eng->peer);
     }

@@ -44,7 +44,7 @@ static char dir[64], image[96], plugin[PATH_MAX], nbdkit[PATH_MAX];
 /* ---- the guest: a thread writing to the disk ---- */
 
 struct tdm_dom {
-    bool replica, running, suspended;
+    bool replica, running, suspended, adopted;
     char nbd[108];
     uint64_t state;
 };
@@ -149,6 +149,7 @@ static int f_validate(struct tdm_cfg *cfg, char *err, size_t errlen)
     tdm_cfg_get(cfg, "name");
     tdm_cfg_get(cfg, "driver");
     tdm_cfg_get(cfg, "disk_nbd");
+    tdm_cfg_get(cfg, "disk_adopted");
     return tdm_cfg_check_unused(cfg, err, errlen);
 }
 static int f_new(struct tdm_cfg *cfg, bool replica, struct tdm_dom **r)
@@ -158,6 +159,7 @@ static int f_new(struct tdm_cfg *cfg, bool replica, struct tdm_dom **r)
     *r = tdm_calloc(1, sizeof(**r));
     (*r)->replica = replica;
     (*r)->running = !replica;
+    (*r)->adopted = tdm_cfg_get(cfg, "disk_adopted") != NULL;
     if (nbd)
         tdm_strlcpy((*r)->nbd, nbd, sizeof((*r)->nbd));
     return 0;
@@ -250,6 +252,15 @@ static void f_destroy(struct tdm_dom *d)
         replica_dom = NULL;
     free(d);
 }
+/* fakekeep: a guest that outlives tandemd (as the xen driver's do) */
+static void f_release(struct tdm_dom *d)
+{
+    if (d->suspended)
+        f_resume(d);
+    if (d == primary_dom)
+        primary_dom = NULL;     /* the guest thread runs on */
+    free(d);
+}
 
 static const struct tdm_driver_ops fake_disk = {
     .name = "fakedisk", .validate = f_validate, .create = f_create,
@@ -260,6 +271,16 @@ static const struct tdm_driver_ops fake_disk = {
     .output_release = f_output_release, .output_stats = f_output_stats,
     .running = f_running, .destroy = f_destroy,
 };
+static const struct tdm_driver_ops fake_keep = {
+    .name = "fakekeep", .validate = f_validate, .create = f_create,
+    .create_replica = f_create_replica, .npages = f_npages,
+    .log_dirty = f_log_dirty, .suspend = f_suspend, .capture = f_capture,
+    .resume = f_resume, .apply = f_apply, .activate = f_activate,
+    .output_buffer = f_output_buffer, .output_cut = f_output_cut,
+    .output_release = f_output_release, .output_stats = f_output_stats,
+    .running = f_running, .destroy = f_destroy, .release = f_release,
+};
+static const char *driver_name = "fakedisk";
 
 /* ---- harness ---- */
 
@@ -288,10 +309,33 @@ static void make_image(void)
     close(fd);
 }
 
+static void host_config(struct tdm_host_config *hc, char which)
+{
+    tdm_host_config_default(hc);
+    tdm_strlcpy(hc->nbdkit, nbdkit, sizeof(hc->nbdkit));
+    tdm_strlcpy(hc->nbdkit_plugin, plugin, sizeof(hc->nbdkit_plugin));
+    if (which == 'b') {
+        tdm_strlcpy(hc->listen_addr, "127.0.0.1", sizeof(hc->listen_addr));
+        hc->listen_port = 0;
+    } else {
+        hc->listen_addr[0] = '\0';
+    }
+    snprintf(hc->disk_dir, sizeof(hc->disk_dir), "%s/%c", dir, which);
+}
+
+static void create_d1(void)
+{
+    char err[256], cfg[256];
+
+    snprintf(cfg, sizeof(cfg), "name = \"d1\"\ndriver = \"%s\"\n"
+             "disk = \"%s\"\n", driver_name, image);
+    if (tdm_host_create(hp, cfg, strlen(cfg), err, sizeof(err)) < 0)
+        fail_msg("create: %s", err);
+}
+
 static int setup(void **state)
 {
     struct tdm_host_config hc;
-    char err[256], cfg[256];
 
     strcpy(dir, "/tmp/tdm-edisk-XXXXXX");
     assert_non_null(mkdtemp(dir));
@@ -301,33 +345,53 @@ static int setup(void **state)
     disk_checked = disk_bad = 0;
 
     base = event_base_new();
-    tdm_host_config_default(&hc);
-    tdm_strlcpy(hc.nbdkit, nbdkit, sizeof(hc.nbdkit));
-    tdm_strlcpy(hc.nbdkit_plugin, plugin, sizeof(hc.nbdkit_plugin));
-    tdm_strlcpy(hc.listen_addr, "127.0.0.1", sizeof(hc.listen_addr));
-    hc.listen_port = 0;
-    snprintf(hc.disk_dir, sizeof(hc.disk_dir), "%s/b", dir);
+    host_config(&hc, 'b');
     assert_int_equal(tdm_host_new(base, &hc, NULL, &hb), 0);
-    hc.listen_addr[0] = '\0';
-    snprintf(hc.disk_dir, sizeof(hc.disk_dir), "%s/p", dir);
+    host_config(&hc, 'p');
     assert_int_equal(tdm_host_new(base, &hc, NULL, &hp), 0);
-    snprintf(cfg, sizeof(cfg), "name = \"d1\"\ndriver = \"fakedisk\"\n"
-             "disk = \"%s\"\n", image);
-    if (tdm_host_create(hp, cfg, strlen(cfg), err, sizeof(err)) < 0)
-        fail_msg("create: %s", err);
+    create_d1();
     guest_start();
     return 0;
+}
+
+static int setup_keep(void **state)
+{
+    driver_name = "fakekeep";
+    return setup(state);
+}
+
+/* the pid in nbdkit's pid file for d1 on host which, or 0 */
+static pid_t left_pid(char which)
+{
+    char p[128];
+    long pid = 0;
+    FILE *f;
+
+    snprintf(p, sizeof(p), "%s/%c/d1.nbd.pid", dir, which);
+    if (!(f = fopen(p, "r")))
+        return 0;
+    if (fscanf(f, "%ld", &pid) != 1)
+        pid = 0;
+    fclose(f);
+    return (pid_t)pid;
 }
 
 static int teardown(void **state)
 {
     char cmd[128];
 
+    pid_t left;
+
     guest_stop();
     tdm_host_free(hp);
     tdm_host_free(hb);
     hp = hb = NULL;
     run_ms(1);
+    /* a persistent nbdkit (fakekeep) outlives its host: not the test's */
+    if ((left = left_pid('p')) > 0 && kill(left, SIGTERM) == 0)
+        for (int i = 0; i < 300 && kill(left, 0) == 0; i++)
+            usleep(10000);
+    driver_name = "fakedisk";
     event_base_free(base);
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
@@ -478,6 +542,67 @@ static void test_resync_after_disconnect(void **state)
     assert_int_equal(eng_b()->m.failovers, 0);
 }
 
+/* tandemd stops while a guest that outlives it (xen) writes to its disk:
+ * nbdkit serves on, unlogged, and the next tandemd takes it over, learns
+ * its epoch, tracks its changes again and syncs the whole disk when
+ * protecting. */
+static void test_restart_keeps_disk_served(void **state)
+{
+    struct tdm_host_config hc;
+    struct tdm_disk_stats sp;
+    unsigned ops, errs;
+    pid_t pid = left_pid('p');
+
+    assert_true(pid > 0);
+    protect(5000);
+    assert_true(run_until(protected, 10000));
+    run_ms(200);
+    /* tandemd stops: unprotects, leaves the guest and its disk */
+    tdm_host_free(hp);
+    hp = NULL;
+    ops = guest_ops;
+    errs = guest_errors;
+    run_ms(400);
+    print_message("%u guest requests while no tandemd ran\n",
+                  guest_ops - ops);
+    assert_true(guest_ops > ops + 20);
+    assert_int_equal(guest_errors, errs);
+    /* the stopping tandemd said goodbye: the backup dropped its replica
+     * rather than take the silence for a dead primary and run a second
+     * copy of the guest */
+    assert_null(eng_b());
+    assert_int_equal(kill(pid, 0), 0);
+    assert_int_equal(left_pid('p'), pid);
+
+    /* the next tandemd */
+    host_config(&hc, 'p');
+    assert_int_equal(tdm_host_new(base, &hc, NULL, &hp), 0);
+    create_d1();
+    assert_non_null(primary_dom);
+    assert_true(primary_dom->adopted);
+    assert_int_equal(left_pid('p'), pid);
+    disk_stats(eng_p(), &sp);
+    ops = (unsigned)sp.dirty_records;
+    run_ms(300);
+    disk_stats(eng_p(), &sp);
+    print_message("%llu changes tracked again after the takeover\n",
+                  (unsigned long long)sp.dirty_records - ops);
+    assert_true(sp.dirty_records > ops);
+    assert_int_equal(guest_errors, errs);
+    /* protected again: the whole disk (what changed meanwhile is unknown),
+     * then every epoch's disk checked */
+    ops = disk_checked;
+    protect(5000);
+    assert_true(run_until(protected, 10000));
+    run_ms(300);
+    disk_stats(eng_p(), &sp);
+    assert_int_equal(sp.syncs, 1);
+    assert_int_equal(sp.resyncs, 0);
+    assert_true(disk_checked > ops + 5);
+    assert_int_equal(disk_bad, 0);
+    assert_int_equal(guest_errors, errs);
+}
+
 /* Bad disk settings are refused with a clear message and change nothing. */
 static void test_config_errors(void **state)
 {
@@ -490,6 +615,8 @@ static void test_config_errors(void **state)
         {"disk = \"@ODD@\"\n", "512-byte sectors"},
         {"disk = \"@IMG@\"\ndisk_nbd = \"/tmp/x.nbd\"\n", "disk_nbd is set by "
                                                             "tandem"},
+        {"disk = \"@IMG2@\"\ndisk_adopted = \"yes\"\n", "disk_adopted is set "
+                                                           "by tandem"},
     };
     char odd[128], cfg[512], err[256];
     int fd;
@@ -507,6 +634,9 @@ static void test_config_errors(void **state)
         else if (strstr(e, "@IMG@"))
             snprintf(extra, sizeof(extra), "disk = \"%s\"\ndisk_nbd = "
                      "\"/tmp/x.nbd\"\n", image);
+        else if (strstr(e, "@IMG2@"))
+            snprintf(extra, sizeof(extra), "disk = \"%s\"\ndisk_adopted = "
+                     "\"yes\"\n", image);
         else
             snprintf(extra, sizeof(extra), "%s", e);
         snprintf(cfg, sizeof(cfg), "name = \"d2\"\ndriver = \"fakedisk\"\n%s",
@@ -530,6 +660,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failover_serves_committed_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resync_after_disconnect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restart_keeps_disk_served,
+                                        setup_keep, teardown),
     };
 
     signal(SIGPIPE, SIG_IGN);
@@ -545,5 +677,6 @@ int main(void)
     tdm_test_preload_asan();
     rng ^= (uint64_t)getpid() << 20 ^ tdm_now_ns();
     tdm_driver_register(&fake_disk);
+    tdm_driver_register(&fake_keep);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
