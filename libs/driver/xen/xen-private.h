@@ -13,6 +13,7 @@
 #include <xenforeignmemory.h>
 #include <xenstore.h>
 #include <xentoollog.h>
+#include <libxl.h>
 
 #include "driver.h"
 #include "xen-stream.h"
@@ -32,6 +33,11 @@ struct xen_conf {
     uint64_t memory_mib;
     enum xen_suspend suspend;
     uint64_t suspend_timeout_ms;
+    /* A replicated disk (xen-disk.c): "" without */
+    char disk_nbd[108];     /* the engine's NBD socket, NAME.nbd */
+    char disk_link[108];    /* backup: NAME.dev, the link the restore uses */
+    char disk_vdev[8];      /* the guest's name of it */
+    bool disk_adopted;      /* primary: served by an earlier tandemd's nbdkit */
 };
 
 /* One queued piece of the restore stream. */
@@ -85,6 +91,8 @@ struct tdm_dom {
     uint32_t domid;
     bool have_domid;
     char domname[64];       /* xl's name of the running domain */
+    char nbd_dev[32];       /* the disk's /dev/nbdN, "" if not connected */
+    bool disk_plugged;      /* primary: tandem added the disk */
 
     /* primary */
     char *config_json;      /* libxl_domain_config_to_json */
@@ -123,5 +131,30 @@ int xen_replica_activate(struct tdm_dom *d);
 void xen_replica_destroy(struct tdm_dom *d);
 /* Destroy the running domain d->domid with libxl (devices and all). */
 void xen_destroy_domain(struct tdm_dom *d);
+/* Run fn(ctx, domid, arg) in a child process with a libxl context of its
+ * own (libxl runs hotplug scripts and waits for them: SIGCHLD is not
+ * tandemd's to give). Returns fn's libxl error code, or ERROR_FAIL. */
+int xen_libxl_child(const char *name,
+                    int (*fn)(libxl_ctx *ctx, uint32_t domid, void *arg),
+                    uint32_t domid, void *arg);
+
+/* xen-disk.c */
+struct tdm_cfg;
+int xen_disk_conf(struct tdm_cfg *cfg, struct xen_conf *c, char *err,
+                  size_t errlen);
+/* Connect a free /dev/nbdN to the NBD socket sock; its path in dev. */
+int xen_nbd_attach(const char *sock, char *dev, size_t devlen, char *err,
+                   size_t errlen);
+void xen_nbd_detach(const char *dev);
+/* Add (or remove) d->nbd_dev as disk_vdev of domain d->domid. */
+int xen_disk_plug(struct tdm_dom *d, bool add, char *err, size_t errlen);
+/* Primary: connect the disk and add it to the running domain. */
+int xen_disk_attach(struct tdm_dom *d, char *err, size_t errlen);
+/* Backup, at the failover: connect the served replica disk, point
+ * disk_link at it. */
+int xen_disk_replica_link(struct tdm_dom *d, char *err, size_t errlen);
+/* Restore child: the disk at disk_vdev becomes disk_link. */
+int xen_disk_rewrite(libxl_domain_config *dc, const struct xen_conf *c,
+                     char *err, size_t errlen);
 
 #endif

@@ -40,7 +40,6 @@
 #include <unistd.h>
 
 #include <xenctrl.h>
-#include <libxl.h>
 
 #include "tdm-util.h"
 #include "xen-private.h"
@@ -103,14 +102,15 @@ static void child_setup(int data_fd, int ctl_fd)
     close_range(5, ~0u, 0);
 }
 
-static _Noreturn void child_main(const char *json, const char *incoming)
+static _Noreturn void child_main(const char *json, const char *incoming,
+                                 const struct xen_conf *c)
 {
     xentoollog_logger lg;
     libxl_ctx *ctx = NULL;
     libxl_domain_config dc;
     libxl_domain_restore_params params;
     uint32_t domid = INVALID_DOMID;
-    char cmd[64], *name = NULL;
+    char cmd[64], errbuf[200], *name = NULL;
     bool active = false;
     int rc;
 
@@ -124,6 +124,11 @@ static _Noreturn void child_main(const char *json, const char *incoming)
     if (libxl_domain_config_from_json(ctx, &dc, json) || !dc.c_info.name) {
         child_write(4, "error the primary's domain configuration does not "
                     "parse\n");
+        _exit(1);
+    }
+    if (c->disk_nbd[0] &&
+        xen_disk_rewrite(&dc, c, errbuf, sizeof(errbuf)) < 0) {
+        child_write(4, "error %s\n", errbuf);
         _exit(1);
     }
     name = dc.c_info.name;
@@ -195,7 +200,7 @@ static int child_start(struct tdm_dom *d, const char *json)
     if (p == 0) {
         if (fork() == 0) {
             child_setup(data[0], ctl[1]);
-            child_main(json, r->incoming);
+            child_main(json, r->incoming, &d->conf);
         }
         _exit(0);
     }
@@ -575,6 +580,12 @@ int xen_replica_activate(struct tdm_dom *d)
                   "replica to activate", d->conf.name);
         return -1;
     }
+    /* Xen adds the disks when the stream ends: the link must be there. */
+    if (d->conf.disk_nbd[0] &&
+        xen_disk_replica_link(d, line, sizeof(line)) < 0) {
+        log_warnx("%s: failover: %s", d->conf.name, line);
+        return -1;
+    }
     close(r->data_fd);
     r->data_fd = -1;
     if (write(r->ctl_fd, "activate\n", 9) != 9) {
@@ -650,35 +661,48 @@ void xen_replica_destroy(struct tdm_dom *d)
     }
 }
 
-void xen_destroy_domain(struct tdm_dom *d)
+int xen_libxl_child(const char *name,
+                    int (*fn)(libxl_ctx *ctx, uint32_t domid, void *arg),
+                    uint32_t domid, void *arg)
 {
     xentoollog_logger lg;
     libxl_ctx *ctx = NULL;
     pid_t p;
-    int st;
+    int st, rc;
 
-    if (d->r.ctl_fd >= 0) {     /* an activated replica: its child does it */
-        child_destroy(d);
-        return;
-    }
-    /* libxl runs hotplug scripts and waits for them (SIGCHLD): not in
-     * tandemd's process. */
     p = fork();
     if (p < 0) {
-        log_warn("%s: fork", d->conf.name);
-        return;
+        log_warn("%s: fork", name);
+        return ERROR_FAIL;
     }
     if (p == 0) {
         child_setup(open("/dev/null", O_RDONLY), open("/dev/null", O_RDONLY));
         xen_logger_init(&lg);
-        if (libxl_ctx_alloc(&ctx, LIBXL_VERSION, 0, &lg) ||
-            libxl_domain_destroy(ctx, d->domid, NULL))
-            _exit(1);
-        _exit(0);
+        if (libxl_ctx_alloc(&ctx, LIBXL_VERSION, 0, &lg))
+            _exit(-ERROR_FAIL);
+        rc = fn(ctx, domid, arg);
+        _exit(rc < 0 && rc > -256 ? -rc : rc ? -ERROR_FAIL : 0);
     }
     while (waitpid(p, &st, 0) < 0 && errno == EINTR)
         ;
-    if (!WIFEXITED(st) || WEXITSTATUS(st))
+    if (!WIFEXITED(st))
+        return ERROR_FAIL;
+    return -WEXITSTATUS(st);
+}
+
+static int destroy_fn(libxl_ctx *ctx, uint32_t domid, void *arg)
+{
+    (void)arg;
+    return libxl_domain_destroy(ctx, domid, NULL);
+}
+
+void xen_destroy_domain(struct tdm_dom *d)
+{
+    if (d->r.ctl_fd >= 0) {     /* an activated replica: its child does it */
+        child_destroy(d);
+        return;
+    }
+    if (xen_libxl_child(d->conf.name, destroy_fn, d->domid, NULL))
         log_warnx("%s: destroying domain %u failed", d->conf.name, d->domid);
     else
         log_info("%s: domain %u destroyed", d->conf.name, d->domid);

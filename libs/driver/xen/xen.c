@@ -125,6 +125,8 @@ static int conf_parse(struct tdm_cfg *cfg, struct xen_conf *c, char *err,
     if (tdm_cfg_get_u64(cfg, "suspend_timeout", 2000, 10, 60000,
                         &c->suspend_timeout_ms, err, errlen) < 0)
         return -1;
+    if (xen_disk_conf(cfg, c, err, errlen) < 0)
+        return -1;
     return tdm_cfg_check_unused(cfg, err, errlen);
 }
 
@@ -345,6 +347,9 @@ static int xen_create(struct tdm_cfg *cfg, struct event_base *base,
                  info.nr_pages >> 8);
         goto fail;
     }
+    /* the disk first: the configuration the backup gets must have it */
+    if (c.disk_nbd[0] && xen_disk_attach(d, err, sizeof(err)) < 0)
+        goto fail;
     if (get_config(d, err, sizeof(err)) < 0)
         goto fail;
     d->have_domid = true;
@@ -988,6 +993,23 @@ static bool xen_running(struct tdm_dom *d)
            (!info.shutdown || info.shutdown_reason == SHUTDOWN_suspend);
 }
 
+/* After the domain (and its disk device) went, or stays: the guest keeps
+ * a disk it runs on. */
+static void disk_free(struct tdm_dom *d, bool keep)
+{
+    char err[256];
+
+    if (!d->nbd_dev[0] || (keep && !d->replica))
+        return;
+    if (!d->have_domid && d->disk_plugged &&
+        xen_disk_plug(d, false, err, sizeof(err)) < 0)
+        log_warnx("%s: %s", d->conf.name, err);   /* attach failed later */
+    xen_nbd_detach(d->nbd_dev);
+    d->nbd_dev[0] = '\0';
+    if (d->conf.disk_link[0])
+        unlink(d->conf.disk_link);   /* a backup's; never made on a primary */
+}
+
 static void dom_free(struct tdm_dom *d, bool keep)
 {
     if (!d)
@@ -1014,6 +1036,7 @@ static void dom_free(struct tdm_dom *d, bool keep)
     }
     if (d->r.slot_pfn)
         xen_replica_destroy(d);
+    disk_free(d, keep);
     close_handles(d);
     tdm_xslots_dispose(&d->slots);
     tdm_xbuf_dispose(&d->blob);
