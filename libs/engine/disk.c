@@ -105,7 +105,8 @@ struct tdm__disk {
 
     /* primary: nbdkit, its log and the reader thread */
     pid_t nbdkit_pid;
-    bool adopted;               /* nbdkit is an earlier tandemd's child */
+    bool own_child;             /* nbdkit is ours to reap (not persistent) */
+    bool adopted;               /* nbdkit is an earlier tandemd's */
     int log_fd;
     int img_fd;                 /* read-only: sync reads */
     int wake_fd;
@@ -512,6 +513,35 @@ static int wait_child_gone(pid_t pid, int ms)
     return -1;
 }
 
+/* A process that is not ours is gone: no such pid, or a zombie waiting
+ * for init. */
+static bool proc_gone(pid_t pid)
+{
+    char p[64], buf[256], *rp;
+    FILE *f;
+    size_t n;
+
+    if (kill(pid, 0) < 0)
+        return errno == ESRCH;
+    snprintf(p, sizeof(p), "/proc/%d/stat", (int)pid);
+    if (!(f = fopen(p, "r")))
+        return true;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    rp = strrchr(buf, ')');     /* "pid (comm) S ..." */
+    return rp && rp[1] == ' ' && rp[2] == 'Z';
+}
+
+static bool nbdkit_gone(struct tdm__disk *d)
+{
+    if (d->nbdkit_pid <= 0)
+        return true;
+    if (d->own_child)
+        return waitpid(d->nbdkit_pid, NULL, WNOHANG) == d->nbdkit_pid;
+    return proc_gone(d->nbdkit_pid);
+}
+
 static void stop_nbdkit(struct tdm__disk *d)
 {
     char pidfile[SUN_MAX + 8];
@@ -519,10 +549,11 @@ static void stop_nbdkit(struct tdm__disk *d)
     if (d->nbdkit_pid <= 0)
         return;
     kill(d->nbdkit_pid, SIGTERM);
-    if (d->adopted) {           /* not ours to reap */
-        for (int i = 0; i < 300 && kill(d->nbdkit_pid, 0) == 0; i++)
+    if (!d->own_child) {        /* init reaps it */
+        for (int i = 0; i < 300 && !proc_gone(d->nbdkit_pid); i++)
             usleep(10000);
-        kill(d->nbdkit_pid, SIGKILL);
+        if (!proc_gone(d->nbdkit_pid))
+            kill(d->nbdkit_pid, SIGKILL);
     } else if (wait_child_gone(d->nbdkit_pid, 3000) < 0) {
         kill(d->nbdkit_pid, SIGKILL);
         waitpid(d->nbdkit_pid, NULL, 0);
@@ -590,13 +621,14 @@ static int disk_setup(struct tdm__disk *d, const char *image, char *err,
 }
 
 /* Wait up to START_TIMEOUT_MS from t0 for the plugin to connect to the
- * log socket lfd (closed here); pid, if not 0, is nbdkit, our child. */
-static int accept_log(struct tdm__disk *d, int lfd, pid_t pid, uint64_t t0,
-                      char *err, size_t errlen)
+ * log socket lfd (closed here); d->nbdkit_pid, if not 0, is the nbdkit
+ * just started. */
+static int accept_log(struct tdm__disk *d, int lfd, uint64_t t0, char *err,
+                      size_t errlen)
 {
     for (;;) {
         struct pollfd pfd = {.fd = lfd, .events = POLLIN};
-        if (pid > 0 && waitpid(pid, NULL, WNOHANG) == pid) {
+        if (d->nbdkit_pid > 0 && nbdkit_gone(d)) {
             d->nbdkit_pid = 0;
             close(lfd);
             return tdm_errf(err, errlen, "nbdkit exited at start (its message "
@@ -639,6 +671,58 @@ static int start_reader(struct tdm__disk *d, char *err, size_t errlen)
     return 0;
 }
 
+/* Start argv as an orphan: init's child, in a session of its own, so that
+ * it outlives tandemd. Debian's nbdkit (1.32) ties itself to its parent's
+ * life (PR_SET_PDEATHSIG) even without --exit-with-parent, so it must not
+ * start while tandemd is its parent: an intermediate child forks it and
+ * exits, and it waits for that before it runs nbdkit. Returns 0 with its
+ * pid, or an errno value. */
+static int spawn_orphan(char *const argv[], pid_t *pid_r)
+{
+    int p[2], st, e = 0;
+    pid_t mid, pid = 0;
+
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return errno;
+    mid = fork();
+    if (mid < 0) {
+        e = errno;
+        close(p[0]);
+        close(p[1]);
+        return e;
+    }
+    if (mid == 0) {
+        pid_t me = getpid(), g;
+
+        setsid();
+        g = fork();
+        if (g == 0) {
+            static const char msg[] = "tandemd: cannot run nbdkit\n";
+
+            while (getppid() == me)
+                usleep(1000);
+            sigset_t none;
+            sigemptyset(&none);
+            sigprocmask(SIG_SETMASK, &none, NULL);
+            execvp(argv[0], argv);
+            if (write(2, msg, sizeof(msg) - 1) < 0)
+                _exit(127);
+            _exit(127);
+        }
+        if (write(p[1], &g, sizeof(g)) != (ssize_t)sizeof(g))
+            _exit(1);
+        _exit(g < 0 ? 1 : 0);
+    }
+    close(p[1]);
+    while (waitpid(mid, &st, 0) < 0 && errno == EINTR)
+        ;
+    if (read(p[0], &pid, sizeof(pid)) != (ssize_t)sizeof(pid) || pid <= 0)
+        e = ECHILD;
+    close(p[0]);
+    *pid_r = pid;
+    return e;
+}
+
 /* Serve image over NBD through our plugin, its write log to us, first
  * epoch `epoch`. */
 static int serve(struct tdm__disk *d, const char *image, uint64_t epoch,
@@ -654,7 +738,6 @@ static int serve(struct tdm__disk *d, const char *image, uint64_t epoch,
     char *argv[] = {host->cfg.nbdkit, "-f", "-P", pidfile, "-U", d->nbd_path,
                     host->cfg.nbdkit_plugin, a_file, a_log, a_epoch, a_mode,
                     keep ? "reattach=yes" : "--exit-with-parent", NULL};
-    posix_spawnattr_t sa;
     int lfd, r;
     uint64_t t0;
 
@@ -673,14 +756,13 @@ static int serve(struct tdm__disk *d, const char *image, uint64_t epoch,
     snprintf(a_file, sizeof(a_file), "file=%s", image);
     snprintf(a_log, sizeof(a_log), "log=%s", d->log_path);
     snprintf(a_epoch, sizeof(a_epoch), "epoch=%llu", (unsigned long long)epoch);
-    /* A persistent nbdkit is a session of its own: a signal to tandemd's
-     * process group (a terminal's ^C) must not reach the guest's disk. */
-    posix_spawnattr_init(&sa);
-    if (keep)
-        posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSID);
-    r = posix_spawnp(&d->nbdkit_pid, host->cfg.nbdkit, NULL, &sa, argv,
-                     environ);
-    posix_spawnattr_destroy(&sa);
+    if (keep) {
+        r = spawn_orphan(argv, &d->nbdkit_pid);
+    } else {
+        r = posix_spawnp(&d->nbdkit_pid, host->cfg.nbdkit, NULL, NULL, argv,
+                         environ);
+        d->own_child = r == 0;
+    }
     if (r) {
         close(lfd);
         d->nbdkit_pid = 0;
@@ -689,10 +771,10 @@ static int serve(struct tdm__disk *d, const char *image, uint64_t epoch,
     }
     /* The plugin connects to the log before nbdkit listens. */
     t0 = tdm_now_ns();
-    if (accept_log(d, lfd, d->nbdkit_pid, t0, err, errlen) < 0)
+    if (accept_log(d, lfd, t0, err, errlen) < 0)
         return -1;
     while (access(pidfile, F_OK) < 0) {
-        if (waitpid(d->nbdkit_pid, NULL, WNOHANG) == d->nbdkit_pid) {
+        if (nbdkit_gone(d)) {
             d->nbdkit_pid = 0;
             return tdm_errf(err, errlen, "nbdkit exited at start (its message "
                             "is in the daemon's log)");
@@ -727,15 +809,24 @@ static pid_t left_nbdkit(const struct tdm__disk *d)
     if (fscanf(f, "%ld", &pid) != 1)
         pid = 0;
     fclose(f);
-    if (pid <= 1 || pid > INT_MAX || kill((pid_t)pid, 0) < 0)
+    if (pid <= 1 || pid > INT_MAX || kill((pid_t)pid, 0) < 0) {
+        log_info("%s: %s: no nbdkit left serving the disk (pid %ld: %s)",
+                 d->eng->name, p, pid, pid <= 1 || pid > INT_MAX ?
+                 "not a pid" : strerror(errno));
         return 0;
+    }
     snprintf(p, sizeof(p), "/proc/%ld/comm", pid);
     if ((f = fopen(p, "r"))) {
         if (!fgets(comm, sizeof(comm), f))
             comm[0] = '\0';
         fclose(f);
     }
-    return strncmp(comm, "nbdkit", 6) ? 0 : (pid_t)pid;
+    if (strncmp(comm, "nbdkit", 6)) {
+        log_info("%s: pid %ld of the disk's pid file is not nbdkit but "
+                 "'%.*s'", d->eng->name, pid, (int)strcspn(comm, "\n"), comm);
+        return 0;
+    }
+    return (pid_t)pid;
 }
 
 /* Take over the nbdkit an earlier tandemd left serving the guest's disk:
@@ -754,7 +845,7 @@ static int adopt(struct tdm__disk *d, const char *image, pid_t pid, char *err,
     lfd = unix_listen(d->log_path, err, errlen);
     if (lfd < 0)
         return -1;
-    if (accept_log(d, lfd, 0, t0, err, errlen) < 0)
+    if (accept_log(d, lfd, t0, err, errlen) < 0)
         return tdm_errf(err, errlen, "nbdkit (pid %d), left serving %s by an "
                         "earlier tandemd, did not connect to its write log "
                         "within %d ms", (int)pid, d->nbd_path,
