@@ -11,6 +11,9 @@
 #include "xl-tandem.h"
 
 #define CALL_TIMEOUT_MS 10000
+/* create attaches: for a Xen domain with a disk that runs nbd-client and
+ * libxl's hotplug scripts, seconds on a loaded dom0 */
+#define CREATE_TIMEOUT_MS 120000
 
 int xlt_usage_error(const char *cmd, const char *fmt, ...)
 {
@@ -45,8 +48,10 @@ int xlt_call(struct xlt *x, const char *method,
     int rc = XLT_EXIT_FAIL;
 
     req = tdm_ctl_request(method, params, arg, &len);
-    if (tdm_ctl_call(x->socket, req, len, CALL_TIMEOUT_MS, &reply, err,
-                     sizeof(err)) < 0) {
+    if (tdm_ctl_call(x->socket, req, len,
+                     strcmp(method, "create") ? CALL_TIMEOUT_MS
+                                              : CREATE_TIMEOUT_MS,
+                     &reply, err, sizeof(err)) < 0) {
         fprintf(stderr, "xl-tandem: %s\n", err);
         goto out;
     }

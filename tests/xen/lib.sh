@@ -19,7 +19,7 @@ RIG_SUITE=${XEN_RIG_SUITE:-bookworm}
 RIG_DOM0_PKGS="xen-utils-4.17 iproute2 kmod procps iputils-ping
   netcat-openbsd libevent-2.1-7 libevent-pthreads-2.1-7 libyajl2
   libunicorn2 libnetfilter-queue1 libmnl0 libnl-3-200 libnl-route-3-200
-  iptables libnbd0 nbdkit
+  iptables libnbd0 nbdkit nbd-client
   ${XEN_RIG_EXTRA_PKGS:-}"
 # Kernel modules dom0 may load (plus their dependencies).
 RIG_MODULES="xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs
@@ -179,6 +179,21 @@ build_guest_initrd() {
   mkdir -p "$d/lib"
   cp "/lib/modules/$KVER/kernel/drivers/net/xen-netfront.ko" "$d/lib/" 2>/dev/null ||
     say "warning: no xen-netfront.ko for $KVER: guests get no network"
+  # blkfront and ext4, for scenarios that give the guest a disk (rig.disk=),
+  # in load order: /lib/disk/NN-name.ko
+  local m i=10 f
+  mkdir -p "$d/lib/disk"
+  for m in xen-blkfront ext4; do
+    modprobe -S "$KVER" --show-depends "$m" 2>/dev/null | awk '$1 == "insmod" { print $2 }'
+  done | awk '!seen[$0]++' | while read -r f; do
+    case $f in
+      *.ko) cp "$f" "$d/lib/disk/$i-$(basename "$f")" ;;
+      *.ko.xz) xz -dc "$f" >"$d/lib/disk/$i-$(basename "$f" .xz)" ;;
+      *) continue ;;
+    esac
+    i=$((i + 1))
+  done
+  [ -n "$(ls "$d/lib/disk")" ] || say "warning: no blkfront/ext4 modules for $KVER: guests get no disk"
   (cd "$d" && find . | cpio -o -H newc --quiet) | gzip -1 >"$out" ||
     die "guest initramfs failed"
   rm -rf "$d"
@@ -231,6 +246,10 @@ build_overlay() {
         head -c4 "$TANDEM_BUILD/$rel" | grep -q ELF || continue
         copy_with_libs "$o" "$TANDEM_BUILD/$rel" "/opt/tandem/build/$(dirname "$rel")"
       done
+    # the nbdkit plugin (a shared object nbdkit loads)
+    f=libs/blkrep/nbdkit-tandem-plugin.so
+    [ -f "$TANDEM_BUILD/$f" ] &&
+      copy_with_libs "$o" "$TANDEM_BUILD/$f" "/opt/tandem/build/$(dirname "$f")"
     mkdir -p "$o/usr/local/sbin"
     for f in daemon/tandemd xl-plugin/xl-tandem; do
       [ -f "$o/opt/tandem/build/$f" ] &&

@@ -13,7 +13,7 @@
 #                        every ELF executable under DIR goes to dom0's
 #                        /opt/tandem/build, tandemd and xl-tandem on PATH
 #   --cache DIR          cache (default $XEN_RIG_CACHE or /var/cache/tandem-xen-rig)
-#   --timeout SEC        hard limit of the whole qemu run (default 1500)
+#   --timeout SEC        hard limit of the whole qemu run (default 2400)
 #   --scenario-timeout SEC  limit per scenario inside dom0 (default 480)
 #   --cpu qemu64|max     qemu CPU model (default qemu64, see README)
 #   --tcg-thread single|multi  qemu's TCG threading (default $XEN_RIG_TCG_THREAD
@@ -34,7 +34,7 @@ RIG_TOP=$(cd "$RIG_DIR/../.." && pwd)
 SCENARIOS=()
 TANDEM_BUILD=${TANDEM_BUILD:-}
 CACHE=${XEN_RIG_CACHE:-/var/cache/tandem-xen-rig}
-TOTAL_TIMEOUT=${XEN_RIG_TIMEOUT:-1500}
+TOTAL_TIMEOUT=${XEN_RIG_TIMEOUT:-2400}
 SCENARIO_TIMEOUT=${XEN_RIG_SCENARIO_TIMEOUT:-480}
 CPU=${XEN_RIG_CPU:-qemu64}
 TCG_THREAD=${XEN_RIG_TCG_THREAD:-multi}
