@@ -210,6 +210,8 @@ static void epoch_now(struct tdm_engine *eng)
     timer_add_ms(eng->tick, eng->params.interval_ms);
 }
 
+static void final_epoch(struct tdm_engine *eng);
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct tdm_engine *eng = arg;
@@ -217,6 +219,9 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     if (!eng->peer || (eng->state != TDM_ST_SYNCING &&
                        eng->state != TDM_ST_PROTECTED) ||
         tdm__disk_syncing(eng))
+        return;
+    /* a planned failover's final epoch is taken once: it waits for its ack */
+    if (eng->handing_over && !eng->want_epoch)
         return;
     if (staging_in_flight(eng)) {
         /* Still writing the last epoch: go as soon as it has left (the
@@ -227,7 +232,10 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         timer_add_ms(eng->tick, STAGING_POLL_MS);
         return;
     }
-    epoch_now(eng);
+    if (eng->handing_over)
+        final_epoch(eng);
+    else
+        epoch_now(eng);
 }
 
 /* ---- the live copy of a full epoch, in steps ----
@@ -298,8 +306,6 @@ static void precopy_cancel(struct tdm_engine *eng)
         evtimer_del(eng->precopy_ev);
     eng->precopied = false;
 }
-
-static void final_epoch(struct tdm_engine *eng);
 
 static void primary_drained(struct tdm__peer *p, void *arg)
 {
@@ -654,8 +660,11 @@ int tdm__primary_failover(struct tdm_engine *eng, char *err, size_t errlen)
     /* The staging buffer may still be on its way out (sent by reference):
      * the final capture waits for it. */
     eng->want_epoch = true;
-    if (tdm__peer_pending(eng->peer) == 0)
-        final_epoch(eng);
     log_info("%s: planned failover to %s started", eng->name, eng->peer_str);
+    /* not once the link drains: a guest's disk records may never let it */
+    if (staging_in_flight(eng))
+        timer_add_ms(eng->tick, STAGING_POLL_MS);
+    else
+        final_epoch(eng);
     return 0;
 }

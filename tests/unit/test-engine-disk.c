@@ -496,6 +496,39 @@ static void test_failover_serves_committed_disk(void **state)
                   guest_ops);
 }
 
+/* A planned failover while the guest writes: the final epoch goes once the
+ * staging buffer is written, not when the link drains (the records may
+ * never let it), and the new primary's disk is the old one's at that
+ * epoch. */
+static void test_planned_failover_with_disk(void **state)
+{
+    static uint8_t buf[DISK_SIZE];
+    struct nbd_handle *h;
+    char err[256], nbd[128];
+    uint64_t applied;
+
+    protect(5000);
+    assert_true(run_until(protected, 10000));
+    run_ms(200 + (unsigned)(rnd() % 300));
+    assert_int_equal(tdm_host_failover(hp, "d1", err, sizeof(err)), 0);
+    assert_true(run_until(b_primary, 5000));
+    run_ms(50);
+    assert_int_equal(eng_p()->state, TDM_ST_STOPPED);
+    assert_int_equal(disk_bad, 0);
+    applied = eng_b()->applied;
+    assert_true(have_crc[applied]);
+    snprintf(nbd, sizeof(nbd), "%s/b/d1.nbd", dir);
+    assert_non_null(h = nbd_create());
+    if (nbd_connect_unix(h, nbd) < 0)
+        fail_msg("the new primary's disk: %s", nbd_get_error());
+    assert_int_equal(nbd_pread(h, buf, DISK_SIZE, 0, 0), 0);
+    assert_int_equal(tdm_crc32c(0, buf, DISK_SIZE), disk_crc[applied]);
+    nbd_close(h);
+    print_message("handed over at epoch %llu after %u guest ops; the new "
+                  "primary's disk is the old one's of that epoch\n",
+                  (unsigned long long)applied, guest_ops);
+}
+
 static bool p_connecting(void)
 {
     return eng_p() && eng_p()->state == TDM_ST_CONNECTING;
@@ -673,6 +706,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failover_serves_committed_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failover_serves_committed_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resync_after_disconnect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_planned_failover_with_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_keeps_disk_served,
                                         setup_keep, teardown),
