@@ -284,9 +284,25 @@ void tdm__peer_flush_close(struct tdm__peer *p, int ms)
             errno != EAGAIN && errno != EINTR)
             break;
     }
-    if (evbuffer_get_length(out))
+    if (evbuffer_get_length(out)) {
         log_warnx("%s: %zu bytes not sent before closing", p->addr,
                   evbuffer_get_length(out));
+    } else if (fd >= 0 && p->connected && shutdown(fd, SHUT_WR) == 0) {
+        /* Closed with unread input, the socket would answer with a reset,
+         * and the peer may drop what it has not read yet: the frames just
+         * written. Read until the peer closes (it does on GOODBYE). */
+        while (tdm_now_ns() < end) {
+            struct pollfd pfd = {.fd = fd, .events = POLLIN};
+            char sink[4096];
+            ssize_t n;
+
+            if (poll(&pfd, 1, 50) <= 0)
+                continue;
+            n = read(fd, sink, sizeof(sink));
+            if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+                break;
+        }
+    }
     tdm__peer_close(p);
 }
 

@@ -34,13 +34,6 @@ struct tdm_netbuf {
 extern const struct netbuf_ops tdm__netbuf_nfqueue_ops;
 extern const struct netbuf_ops tdm__netbuf_plug_ops;
 
-/* Run argv (PATH lookup), stdin from /dev/null; capture up to outlen-1
- * bytes of stdout into out (NUL-terminated) if out != NULL. Returns the
- * exit status (0..255), or -1 if it could not run or was killed; stderr
- * goes into err (first line) when the status is not 0. */
-int tdm__netbuf_run(char *const argv[], char *out, size_t outlen,
-                    char *err, size_t errlen);
-
 /* nfqueue / plug cleanup of what a crashed instance left. */
 int tdm__netbuf_nfqueue_cleanup(const char *ifname);
 int tdm__netbuf_plug_cleanup(const char *ifname);

@@ -85,7 +85,7 @@ static int rules_apply(struct tdm_netbuf *nb, const char *op, bool quiet)
         char **argvs[] = { routed, bridged };
 
         for (int k = 0; k < 2; k++)
-            if (tdm__netbuf_run(argvs[k], NULL, 0, err, sizeof(err)) != 0) {
+            if (tdm_run(argvs[k], NULL, 0, err, sizeof(err)) != 0) {
                 if (!quiet)
                     log_warnx("netbuf %s: %s", nb->ifname, err);
                 rc = -1;
@@ -144,7 +144,7 @@ int tdm__netbuf_nfqueue_cleanup(const char *ifname)
                          "PREROUTING", NULL };
         char *line, *save = NULL;
 
-        if (tdm__netbuf_run(list, out, 1 << 16, err, sizeof(err)) != 0) {
+        if (tdm_run(list, out, 1 << 16, err, sizeof(err)) != 0) {
             log_warnx("netbuf %s: %s", ifname, err);
             free(out);
             return -1;
@@ -179,7 +179,7 @@ int tdm__netbuf_nfqueue_cleanup(const char *ifname)
             }
             argv[n] = NULL;
             if (ours) {
-                if (tdm__netbuf_run(argv, NULL, 0, err, sizeof(err)) != 0)
+                if (tdm_run(argv, NULL, 0, err, sizeof(err)) != 0)
                     log_warnx("netbuf %s: removing a stale rule: %s", ifname, err);
                 else
                     removed++;

@@ -64,6 +64,12 @@ static inline void tdm__freep(void *pp) { free(*(void **)pp); }
 /* Format a message into err (if err and errlen) and return -1: the shape
  * of every "fill in why and fail" in tandem. */
 int tdm_errf(char *err, size_t errlen, const char *fmt, ...) TDM_PRINTF(3, 4);
+/* Run argv (PATH searched) with stdin from /dev/null; its stdout into out
+ * (outlen bytes, NUL-terminated; out may be NULL). Returns its exit status,
+ * with err set to the first line of its stderr if not 0; -1 if it could
+ * not run or was killed (err says why). */
+int tdm_run(char *const argv[], char *out, size_t outlen, char *err,
+            size_t errlen);
 
 /* Bounded copy that always terminates; returns false if truncated. */
 bool tdm_strlcpy(char *dst, const char *src, size_t size);

@@ -27,13 +27,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <libxl.h>
@@ -41,8 +38,6 @@
 #include "tdm-cfg.h"
 #include "tdm-util.h"
 #include "xen-private.h"
-
-extern char **environ;
 
 #define NBD_DEVS_MAX 256        /* /dev/nbd0 .. : the module's nbds_max */
 #define NBD_TRIES 4             /* devices tried when another one takes ours */
@@ -92,51 +87,6 @@ int xen_disk_conf(struct tdm_cfg *cfg, struct xen_conf *c, char *err,
     return 0;
 }
 
-/* Run argv, its output (stdout and stderr, the first outlen - 1 bytes) in
- * out. Returns its exit status, or -1 (out says why). */
-static int run(char *const argv[], char *out, size_t outlen)
-{
-    posix_spawn_file_actions_t fa;
-    int p[2], st, r;
-    size_t n = 0;
-    pid_t pid;
-
-    out[0] = '\0';
-    if (pipe2(p, O_CLOEXEC) < 0) {
-        snprintf(out, outlen, "pipe: %s", strerror(errno));
-        return -1;
-    }
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, p[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, p[1], 2);
-    r = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(p[1]);
-    if (r) {
-        close(p[0]);
-        snprintf(out, outlen, "cannot run %s: %s", argv[0], strerror(r));
-        return -1;
-    }
-    for (;;) {
-        char buf[256];
-        ssize_t k = read(p[0], buf, sizeof(buf));
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            break;
-        for (ssize_t i = 0; i < k && n + 1 < outlen; i++)
-            out[n++] = buf[i] == '\n' ? ' ' : buf[i];
-        out[n] = '\0';
-    }
-    close(p[0]);
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-        ;
-    while (n && out[n - 1] == ' ')
-        out[--n] = '\0';
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
 /* /dev/nbdN is free: no connection (no pid), no size. */
 static bool nbd_free(int i)
 {
@@ -174,7 +124,7 @@ int xen_nbd_attach(const char *sock, char *dev, size_t devlen, char *err,
         if (!nbd_free(i))
             continue;
         tried++;
-        r = run(argv, out, sizeof(out));
+        r = tdm_run(argv, NULL, 0, out, sizeof(out));
         if (r < 0)
             return tdm_errf(err, errlen, "%s (install nbd-client)", out);
         if (r == 0) {
@@ -182,7 +132,7 @@ int xen_nbd_attach(const char *sock, char *dev, size_t devlen, char *err,
             return 0;
         }
         /* another client may have taken it meanwhile: the next one */
-        log_info("nbd-client on %s: exit %d: %s", dpath, r, out);
+        log_info("%s", out);
     }
     if (!tried)
         return tdm_errf(err, errlen, "no free /dev/nbd device (the nbd "
@@ -193,12 +143,11 @@ int xen_nbd_attach(const char *sock, char *dev, size_t devlen, char *err,
 
 void xen_nbd_detach(const char *dev)
 {
-    char out[256];
+    char err[256];
     char *argv[] = {"nbd-client", "-d", (char *)dev, NULL};
-    int r = run(argv, out, sizeof(out));
 
-    if (r)
-        log_warnx("nbd-client -d %s: %s", dev, out[0] ? out : "failed");
+    if (tdm_run(argv, NULL, 0, err, sizeof(err)))
+        log_warnx("nbd-client -d %s: %s", dev, err);
 }
 
 /* ---- libxl in a child process ---- */

@@ -107,3 +107,17 @@ stats() {
 
 # tstamp (/rig/bin/tstamp): prefix each line of stdin with dom0's epoch
 # time, for logs of tools that print no sub-second time of their own
+
+# tandemd_start NAME PORT DIR: tandemd in the foreground with
+# DIR/NAME.conf, control socket DIR/NAME.sock and log DIR/NAME.log,
+# replicating on 127.0.0.1:PORT; sets PID_NAME and waits (10 s at most)
+# until it answers
+tandemd_start() {
+  local h=$1 port=$2 dir=$3 n=0
+  tandemd -f -c "$dir/$h.conf" -s "$dir/$h.sock" -l "127.0.0.1:$port" \
+    >>"$dir/$h.log" 2>&1 &
+  eval "PID_$h=$!"
+  until xl-tandem -s "$dir/$h.sock" list >/dev/null 2>&1 || [ $n -ge 50 ]; do
+    sleep 0.2; n=$((n + 1))
+  done
+}

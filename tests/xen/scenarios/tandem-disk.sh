@@ -98,14 +98,7 @@ for h in A B; do
   printf 'xenstore = no\ndisk-dir = %s/%s\nnbdkit-plugin = %s\n' "$T" "$h" \
     /opt/tandem/build/libs/blkrep/nbdkit-tandem-plugin.so >"$T/$h.conf"
 done
-start_daemon() {  # HOST
-  local port; eval port=\$P$1
-  tandemd -f -c "$T/$1.conf" -s "$T/$1.sock" -l "127.0.0.1:$port" \
-    >>"$T/$1.log" 2>&1 &
-  eval PID_$1=$!
-  local n=0
-  until xl-tandem -s "$T/$1.sock" list >/dev/null 2>&1 || [ $n -ge 50 ]; do sleep 0.2; n=$((n + 1)); done
-}
+start_daemon() { local port; eval port=\$P$1; tandemd_start "$1" "$port" "$T"; }  # HOST
 for h in A B; do start_daemon $h; done
 
 # Bad disk settings are refused and change nothing.

@@ -100,14 +100,7 @@ xenstore-rm /tool/tandem 2>/dev/null   # nothing from an earlier run
 echo "xenstore = yes" >"$T/A.conf"
 echo "xenstore = no" >"$T/B.conf"
 XS=/tool/tandem
-start_daemon() {  # HOST
-  local port; eval port=\$P$1
-  tandemd -f -c "$T/$1.conf" -s "$T/$1.sock" -l "127.0.0.1:$port" \
-    >>"$T/$1.log" 2>&1 &
-  eval PID_$1=$!
-  local n=0
-  until xl-tandem -s "$T/$1.sock" list >/dev/null 2>&1 || [ $n -ge 50 ]; do sleep 0.2; n=$((n + 1)); done
-}
+start_daemon() { local port; eval port=\$P$1; tandemd_start "$1" "$port" "$T"; }  # HOST
 xs_state() { xenstore-read "$XS/status/$1/state" 2>/dev/null; }
 xs_error() { xenstore-read "$XS/status/$1/error" 2>/dev/null; }
 wait_xs_state() {  # NAME STATE SECONDS
