@@ -539,7 +539,9 @@ static int replicate(struct tdm_blk_rec *r)
                             .iov_len = tdm_blk_rec_data_len(sent)};
     if (send_all(iov, iov[1].iov_len ? 2 : 1) < 0) {
         set_broken(strerror(errno));
-        goto out;               /* EIO: applied here, not replicated */
+        if (detached)
+            rc = 0;             /* dirty mode: only a range was owed */
+        goto out;               /* else EIO: applied here, not replicated */
     }
     rc = 0;
 out:

@@ -134,6 +134,17 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     } else {
         snprintf(why, sizeof(why), "%s: connection event 0x%x", p->addr, what);
     }
+    /* The peer's last words first: a write that failed (the peer closed)
+     * may come before the read of what it said before closing, such as a
+     * GOODBYE. */
+    if (p->connected && (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))) {
+        int fd = bufferevent_getfd(bev);
+        while (fd >= 0 && evbuffer_read(bufferevent_get_input(bev), fd, -1) > 0)
+            ;
+        read_cb(bev, p);
+        if (p->dead)
+            return;
+    }
     peer_die(p, why);
 }
 
