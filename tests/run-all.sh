@@ -95,22 +95,32 @@ elif [ "$(id -u)" != 0 ]; then
 else
   bash tests/xen/run.sh --tandem-build "$top/build-ci" >xen-rig.out 2>&1
   rc=$?
-  grep -E '^(PASS|FAIL|RESULT|NOTE: xen-rig|--- RETRY|xen-rig: (Xen|phase|all|[0-9]+ failure))' xen-rig.out |
-    grep -v '^PASS: \[' | sed 's/^/xen /'
   p=$(grep -c '^PASS: scenario ' xen-rig.out)
   # scenario-level failures (a check's own FAIL line ends in "[scenario]")
   f=$(grep '^FAIL: ' xen-rig.out | grep -vc '\]$')
   pass=$((pass + p)); fail=$((fail + f))
-  # A failed check: what led to it (the daemons' logs, the guest's console)
-  # is in the lines before it, which the summary above leaves out.
-  grep -n '^FAIL: .*\]$' xen-rig.out | head -3 | while IFS=: read -r n _; do
-    echo "--- xen-rig.out lines $((n > 120 ? n - 120 : 1))-$n:"
+  # A failed scenario: what led to its last failed check (the daemons'
+  # logs, the guest's console) is in the lines before that check, which
+  # the summary below leaves out. Checks of a run that was retried and
+  # then passed are not shown.
+  sed -n 's/^FAIL: scenario \([^ ]*\) .*/\1/p' xen-rig.out | head -3 | while read -r s; do
+    n=$(grep -n "^FAIL: .*\[$s\]\$" xen-rig.out | tail -1 | cut -d: -f1)
+    [ -n "$n" ] || n=$(grep -n "^FAIL: scenario $s " xen-rig.out | cut -d: -f1)
+    echo "--- scenario $s failed; xen-rig.out lines $((n > 120 ? n - 120 : 1))-$n:"
     sed -n "$((n > 120 ? n - 120 : 1)),${n}p" xen-rig.out | cut -c1-300
   done
   if [ "$rc" != 0 ] && [ "$f" = 0 ]; then
     echo "FAIL: xen-rig exited $rc without a FAIL line:"; tail -30 xen-rig.out
     fail=$((fail + 1))
   fi
+  # Last, so that the end of the output says what the rig did: each
+  # scenario's verdict, its retries and the figures.
+  echo "--- xen rig summary"
+  { grep -E '^PASS: .*\]$' xen-rig.out | grep -v '^PASS: \['
+    grep -E '^(RESULT|xen-rig: (Xen|phase|all|[0-9]+ failure))' xen-rig.out
+    grep -E '^(--- RETRY|NOTE: xen-rig)' xen-rig.out
+    grep -E '^(PASS|FAIL): ' xen-rig.out | grep -v '\]$'
+  } | sed 's/^/xen /'
 fi
 
 echo

@@ -194,9 +194,8 @@ static int disk_paths(struct tdm_host *host, const char *name,
 }
 
 int tdm__disk_parse(struct tdm_host *host, struct tdm_cfg *cfg,
-                    const char *name, const struct tdm_driver_ops *drv,
-                    bool replica, char *image_r, size_t image_len, char *err,
-                    size_t errlen)
+                    const char *name, bool replica, char *image_r,
+                    size_t image_len, char *err, size_t errlen)
 {
     const char *img = tdm_cfg_get(cfg, "disk");
     struct tdm__disk tmp;

@@ -93,9 +93,8 @@ struct tdm__disk;
 /* The domain configuration's "disk" key: checks it, copies the image path
  * to image_r ("" without a disk) and sets disk_nbd for the driver. */
 int tdm__disk_parse(struct tdm_host *host, struct tdm_cfg *cfg,
-                    const char *name, const struct tdm_driver_ops *drv,
-                    bool replica, char *image_r, size_t image_len, char *err,
-                    size_t errlen);
+                    const char *name, bool replica, char *image_r,
+                    size_t image_len, char *err, size_t errlen);
 /* Primary: serve the image (before the driver creates the domain). */
 int tdm__disk_start(struct tdm_engine *eng, const char *image, char *err,
                     size_t errlen);

@@ -212,7 +212,7 @@ int tdm_host_create(struct tdm_host *host, const char *cfg_text, size_t len,
         goto out;
     }
     if (tdm__output_parse(drv, &cfg, &netbuf_kind, perr, sizeof(perr)) < 0 ||
-        tdm__disk_parse(host, &cfg, name, drv, false, image, sizeof(image),
+        tdm__disk_parse(host, &cfg, name, false, image, sizeof(image),
                         perr, sizeof(perr)) < 0 ||
         drv->validate(&cfg, perr, sizeof(perr)) < 0) {
         tdm_errf(err, errlen, "domain configuration: %s", perr);
@@ -279,7 +279,7 @@ int tdm__host_create_replica(struct tdm_host *host, const struct tdm_hello *h,
     if (tdm_cfg_parse(&cfg, (const char *)h->config, h->config_len, perr,
                       sizeof(perr)) < 0 ||
         tdm__output_parse(drv, &cfg, &netbuf_kind, perr, sizeof(perr)) < 0 ||
-        tdm__disk_parse(host, &cfg, h->name, drv, true, image, sizeof(image),
+        tdm__disk_parse(host, &cfg, h->name, true, image, sizeof(image),
                         perr, sizeof(perr)) < 0 ||
         drv->validate(&cfg, perr, sizeof(perr)) < 0) {
         tdm_errf(err, errlen, "domain configuration: %s", perr);
