@@ -32,7 +32,9 @@ struct tdm__peer {
     bool connected;
     bool dead;
     bool close_after_flush;
+    bool lingering;         /* its write side shut: waits for the peer's */
     bool bad_frame;         /* died on a frame that failed its checks */
+    struct tdm__peer *closing_next; /* on the list of closing peers */
 };
 
 struct tdm__peer *tdm__peer_accept(struct event_base *base, int fd,
@@ -55,10 +57,18 @@ int tdm__peer_send_text(struct tdm__peer *p, uint16_t type, uint32_t code,
 size_t tdm__peer_pending(const struct tdm__peer *p);
 /* Close now (drops unsent output). Safe inside callbacks. */
 void tdm__peer_close(struct tdm__peer *p);
-/* Close once queued output has been written (e.g. after an ERROR). */
+/* Close gracefully (e.g. after a GOODBYE or an ERROR): once the queued
+ * output is written, shut the write side and discard input until the peer
+ * closes too (at most TDM__PEER_LINGER_MS). A socket closed with input
+ * unread answers with a reset, which drops what the kernel has not sent
+ * yet: the last frames, the ones that matter. */
+#define TDM__PEER_LINGER_MS 30000
 void tdm__peer_close_after_flush(struct tdm__peer *p);
 /* Write out what is queued (up to ms), then close: the loop is done. */
 void tdm__peer_flush_close(struct tdm__peer *p, int ms);
+/* Close at once the peers on base still closing gracefully (the loop is
+ * about to stop: tdm_host_free). */
+void tdm__peer_closing_end(struct event_base *base);
 
 /* ---- fence (fence.c): test-and-set on shared storage ---- */
 /* Take over 'name' if the lease still holds generation 'expect': writes

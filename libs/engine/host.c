@@ -590,6 +590,7 @@ void tdm_host_free(struct tdm_host *host)
         eng->keep_guest = true;
         tdm__engine_free(eng);
     }
+    tdm__peer_closing_end(host->base);
     if (host->listener)
         evconnlistener_free(host->listener);
     if (host->dns)

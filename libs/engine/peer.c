@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -17,6 +18,32 @@
 #include <event2/buffer.h>
 
 #include "engine-private.h"
+
+/* Peers closing gracefully (tdm__peer_close_after_flush), so that a host
+ * that stops can end them: one list for the process, whose loops may run
+ * in threads of their own. */
+static pthread_mutex_t closing_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct tdm__peer *closing;
+
+static void closing_add(struct tdm__peer *p)
+{
+    pthread_mutex_lock(&closing_mu);
+    p->closing_next = closing;
+    closing = p;
+    pthread_mutex_unlock(&closing_mu);
+}
+
+static void closing_del(struct tdm__peer *p)
+{
+    pthread_mutex_lock(&closing_mu);
+    for (struct tdm__peer **pp = &closing; *pp; pp = &(*pp)->closing_next) {
+        if (*pp == p) {
+            *pp = p->closing_next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&closing_mu);
+}
 
 static void peer_free_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -34,6 +61,8 @@ static void peer_die(struct tdm__peer *p, const char *why)
     if (p->dead)
         return;
     p->dead = true;
+    if (p->close_after_flush)
+        closing_del(p);
     bufferevent_disable(p->bev, EV_READ | EV_WRITE);
     bufferevent_setcb(p->bev, NULL, NULL, NULL, NULL);
     event_base_once(p->base, -1, EV_TIMEOUT, peer_free_cb, p, NULL);
@@ -65,6 +94,12 @@ static void read_cb(struct bufferevent *bev, void *arg)
     struct evbuffer *in = bufferevent_get_input(bev);
     char err[256];
 
+    if (p->close_after_flush) {
+        /* closing: what the peer still says is read, so that the close
+         * is not a reset, and dropped */
+        evbuffer_drain(in, evbuffer_get_length(in));
+        return;
+    }
     p->last_rx_ns = tdm_now_ns();
     while (!p->dead) {
         size_t have = evbuffer_get_length(in), need;
@@ -96,12 +131,38 @@ static void read_cb(struct bufferevent *bev, void *arg)
     }
 }
 
+static void tv_ms(struct timeval *tv, int ms)
+{
+    tv->tv_sec = ms / 1000;
+    tv->tv_usec = (ms % 1000) * 1000;
+}
+
+/* All queued output is in the kernel: shut the write side (the peer reads
+ * everything, then end of file) and wait for the peer to close its own. */
+static void linger(struct tdm__peer *p)
+{
+    int fd = bufferevent_getfd(p->bev);
+    struct timeval tv;
+
+    if (p->lingering)
+        return;
+    if (!p->connected || fd < 0 || shutdown(fd, SHUT_WR) < 0) {
+        tdm__peer_close(p);
+        return;
+    }
+    p->lingering = true;
+    tv_ms(&tv, TDM__PEER_LINGER_MS);
+    bufferevent_disable(p->bev, EV_WRITE);
+    bufferevent_set_timeouts(p->bev, &tv, NULL);
+    bufferevent_enable(p->bev, EV_READ);
+}
+
 static void write_cb(struct bufferevent *bev, void *arg)
 {
     struct tdm__peer *p = arg;
 
     if (p->close_after_flush) {
-        tdm__peer_close(p);
+        linger(p);
         return;
     }
     if (p->drained)
@@ -119,6 +180,14 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         tune_socket(bufferevent_getfd(bev));
         if (p->cb)
             p->cb(p, NULL, NULL, p->arg); /* f == NULL, why == NULL: up */
+        return;
+    }
+    if (p->close_after_flush) {
+        /* the peer closed too, or it did not within the time allowed */
+        if (what & BEV_EVENT_TIMEOUT)
+            log_warnx("%s: closing: no end from the peer within %d ms",
+                      p->addr, TDM__PEER_LINGER_MS);
+        tdm__peer_close(p);
         return;
     }
     if (what & BEV_EVENT_EOF) {
@@ -319,14 +388,32 @@ void tdm__peer_flush_close(struct tdm__peer *p, int ms)
 
 void tdm__peer_close_after_flush(struct tdm__peer *p)
 {
-    if (!p || p->dead)
+    struct timeval tv;
+
+    if (!p || p->dead || p->close_after_flush)
         return;
     p->cb = NULL;
     p->drained = NULL;
-    if (tdm__peer_pending(p) == 0) {
-        tdm__peer_close(p);
-        return;
-    }
     p->close_after_flush = true;
-    bufferevent_disable(p->bev, EV_READ);
+    closing_add(p);
+    tv_ms(&tv, TDM__PEER_LINGER_MS);
+    bufferevent_set_timeouts(p->bev, NULL, &tv);
+    bufferevent_enable(p->bev, EV_READ | EV_WRITE);
+    if (tdm__peer_pending(p) == 0)
+        linger(p);
+}
+
+void tdm__peer_closing_end(struct event_base *base)
+{
+    for (;;) {
+        struct tdm__peer *p;
+
+        pthread_mutex_lock(&closing_mu);
+        for (p = closing; p && p->base != base; p = p->closing_next)
+            ;
+        pthread_mutex_unlock(&closing_mu);
+        if (!p)
+            return;
+        tdm__peer_close(p);
+    }
 }

@@ -17,7 +17,7 @@
 #include "engine-private.h"
 
 #define RETRY_MS 1000
-#define PEER_FLUSH_MS 2000     /* a stopping daemon's GOODBYE */
+#define PEER_FLUSH_MS 10000    /* a stopping daemon's GOODBYE */
 
 static void primary_frame(struct tdm__peer *p, const struct tdm_frame *f,
                           const char *why, void *arg);

@@ -13,6 +13,11 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <unistd.h>
 #include <event2/buffer.h>
@@ -320,6 +325,103 @@ static void test_goodbye_drops_replica(void **state)
     assert_non_null(strstr(err, "nope"));
 }
 
+/* A GOODBYE (or ERROR) is the last frame a side sends before it closes.
+ * Closed at once while the peer's own frames lay unread, the socket would
+ * answer with a reset, which drops what the kernel has not sent yet: the
+ * GOODBYE behind an epoch in flight. The backup would then take the
+ * silence for a dead primary and run a second copy of the guest. The
+ * "backup" here is a raw socket that reads slowly and keeps talking. */
+static bool peer_up;
+static void peer_up_cb(struct tdm__peer *p, const struct tdm_frame *f,
+                       const char *why, void *arg)
+{
+    if (!f && !why)
+        peer_up = true;
+}
+
+static void test_goodbye_reaches_a_slow_talking_peer(void **state)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t salen = sizeof(sa);
+    int lfd, bfd, small = 64 << 10, one = 1;
+    static uint8_t chunk[64 << 10];
+    enum { NCHUNK = 256 };  /* 16 MiB: far more than the socket buffers */
+    size_t cap = (size_t)NCHUNK * (sizeof(chunk) + 64) + 4096, got = 0;
+    uint8_t *in = malloc(cap);
+    struct iovec iov = {chunk, sizeof(chunk)};
+    struct tdm__peer *a;
+    bool eof = false, reset = false;
+    uint64_t end;
+
+    assert_non_null(in);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(lfd >= 0);
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(lfd, 1), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &salen), 0);
+
+    peer_up = false;
+    a = tdm__peer_connect(base, hp->dns, "127.0.0.1", ntohs(sa.sin_port),
+                          peer_up_cb, NULL);
+    assert_non_null(a);
+    bfd = accept(lfd, NULL, NULL);
+    assert_true(bfd >= 0);
+    for (int i = 0; i < 500 && !peer_up; i++)
+        run_ms(2);
+    assert_true(peer_up);
+
+    memset(chunk, 0x5a, sizeof(chunk));
+    for (int i = 0; i < NCHUNK; i++)
+        assert_int_equal(tdm__peer_send(a, TDM_MSG_PAGES, 7, &iov, 1), 0);
+    assert_int_equal(tdm__peer_send_text(a, TDM_MSG_GOODBYE, 0, "bye"), 0);
+    tdm__peer_close_after_flush(a);
+    /* the backup still talks: a's side has input it will not act on */
+    assert_int_equal(write(bfd, "heartbeat, ack, heartbeat...", 28), 28);
+
+    end = tdm_now_ns() + 20000000000ull;
+    while (!eof && !reset && tdm_now_ns() < end) {
+        ssize_t n;
+
+        run_ms(2);
+        n = recv(bfd, in + got, cap - got < 65536 ? cap - got : 65536,
+                 MSG_DONTWAIT);
+        if (n > 0)
+            got += (size_t)n;
+        else if (n == 0)
+            eof = true;
+        else if (errno == ECONNRESET)
+            reset = true;
+    }
+    assert_false(reset);
+    assert_true(eof);
+
+    /* every frame arrived, the GOODBYE last */
+    {
+        size_t off = 0, used;
+        unsigned pages = 0, goodbyes = 0;
+        struct tdm_frame f;
+        char err[128];
+
+        while (off < got) {
+            assert_int_equal(tdm_frame_decode(in + off, got - off, &f, &used,
+                                              err, sizeof(err)), TDM_DEC_OK);
+            if (f.type == TDM_MSG_PAGES)
+                pages++;
+            else if (f.type == TDM_MSG_GOODBYE && off + used == got)
+                goodbyes++;
+            off += used;
+        }
+        assert_int_equal(pages, NCHUNK);
+        assert_int_equal(goodbyes, 1);
+    }
+    close(bfd);
+    close(lfd);
+    free(in);
+}
+
 static void test_planned_failover(void **state)
 {
     char err[256];
@@ -545,6 +647,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_protect_replicates_and_holds_output, setup, teardown),
         cmocka_unit_test_setup_teardown(test_primary_loss_activates_replica, setup, teardown),
         cmocka_unit_test_setup_teardown(test_goodbye_drops_replica, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_goodbye_reaches_a_slow_talking_peer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_planned_failover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_epoch_never_applied, setup, teardown),
         cmocka_unit_test_setup_teardown(test_partition_with_fence_leaves_one_copy, setup, teardown),

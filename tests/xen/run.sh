@@ -18,6 +18,8 @@
 #   --cpu qemu64|max     qemu CPU model (default qemu64, see README)
 #   --tcg-thread single|multi  qemu's TCG threading (default $XEN_RIG_TCG_THREAD
 #                        or multi: one host thread per emulated CPU)
+#   --pcpus 1|2          emulated physical CPUs, dom0's vCPUs too (default
+#                        $XEN_RIG_PCPUS or 2)
 #   --no-deps            do not run tests/xen/deps.sh (apt) first
 #   --keep               keep the work dir (serial log, images) and say where
 #   --list               list the scenarios and exit
@@ -38,6 +40,7 @@ TOTAL_TIMEOUT=${XEN_RIG_TIMEOUT:-2400}
 SCENARIO_TIMEOUT=${XEN_RIG_SCENARIO_TIMEOUT:-480}
 CPU=${XEN_RIG_CPU:-qemu64}
 TCG_THREAD=${XEN_RIG_TCG_THREAD:-multi}
+PCPUS=${XEN_RIG_PCPUS:-2}
 DEPS=1 KEEP=0
 
 needs_tandem() { grep -q '^# rig: needs tandem' "$RIG_DIR/scenarios/$1.sh" 2>/dev/null; }
@@ -56,6 +59,7 @@ while [ $# -gt 0 ]; do
     --scenario-timeout) SCENARIO_TIMEOUT=$2; shift 2 ;;
     --cpu) CPU=$2; shift 2 ;;
     --tcg-thread) TCG_THREAD=$2; shift 2 ;;
+    --pcpus) PCPUS=$2; shift 2 ;;
     --no-deps) DEPS=0; shift ;;
     --keep) KEEP=1; shift ;;
     --list)
@@ -78,6 +82,10 @@ esac
 case $TCG_THREAD in
   single|multi) ;;
   *) die "--tcg-thread: single or multi, not $TCG_THREAD" ;;
+esac
+case $PCPUS in
+  1|2) ;;
+  *) die "--pcpus: 1 or 2, not $PCPUS" ;;
 esac
 if [ -n "$TANDEM_BUILD" ]; then
   TANDEM_BUILD=$(cd "$TANDEM_BUILD" 2>/dev/null && pwd) || die "--tandem-build: no directory $TANDEM_BUILD"
@@ -150,12 +158,12 @@ cp "$KERNEL" "$WORK/vmlinuz"
 phase_end image "dom0.cpio $(( $(stat -c %s "$WORK/dom0.cpio") / 1048576 )) MiB, kernel $KVER"
 
 # ---- boot and scenarios
-XEN_ARGS="console=com1 com1=115200,8n1 conring_size=4m dom0_mem=1536M,max:1536M dom0_max_vcpus=2 loglvl=all guest_loglvl=all $XEN_CPU_ARGS"
+XEN_ARGS="console=com1 com1=115200,8n1 conring_size=4m dom0_mem=1536M,max:1536M dom0_max_vcpus=$PCPUS loglvl=all guest_loglvl=all $XEN_CPU_ARGS"
 DOM0_ARGS="console=hvc0 earlyprintk=xen panic=-1 rdinit=/init"
 SERIAL=$WORK/serial.log
 EVENTS=$WORK/events
 : >"$EVENTS"
-QEMU=(qemu-system-x86_64 -no-reboot -machine q35 -cpu "$QEMU_CPU" -m 3G -smp 2
+QEMU=(qemu-system-x86_64 -no-reboot -machine q35 -cpu "$QEMU_CPU" -m 3G -smp "$PCPUS"
   -accel "tcg,thread=$TCG_THREAD"
   -nographic -serial stdio -monitor none -display none -nic none
   -device virtio-rng-pci

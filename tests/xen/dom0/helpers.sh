@@ -29,9 +29,13 @@ have_tandem() { [ "${RIG_TANDEM:-}" = 1 ] && command -v tandemd >/dev/null; }
 need_tandem() { have_tandem || { fail "$(basename "$0" .sh): needs a tandem build (run.sh --tandem-build DIR)"; exit 1; }; }
 
 # rig_guest_cfg NAME [MEMORY_MB] [EXTRA_KERNEL_ARGS]: write the PVH test
-# guest's xl config to /tmp/NAME.cfg, print its path
+# guest's xl config to /tmp/NAME.cfg, print its path. A new guest of that
+# name is about to start, so the console log of an earlier one (another
+# scenario's, or this scenario's failed attempt) goes: its last TICK would
+# pass for the new guest's counter while that guest is still booting.
 rig_guest_cfg() {
   local name=$1 mem=${2:-128} extra=${3:-}
+  rm -f "$(guest_log "$name")"
   sed -e "s/@NAME@/$name/" -e "s/@MEMORY@/$mem/" -e "s|@EXTRA@|$extra|" \
     /rig/guest/guest.cfg.in >"/tmp/$name.cfg"
   echo "/tmp/$name.cfg"

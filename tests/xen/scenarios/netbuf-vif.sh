@@ -28,12 +28,19 @@ vif=vif$domid.0
 rx() { cat /sys/class/net/xenbr0/statistics/rx_packets; }
 r0=$(rx); sleep 1; r1=$(rx)
 check "the guest's pings reach dom0 unheld ($((r1 - r0)) packets in 1 s)" test $((r1 - r0)) -ge 3
-rm -f /tmp/nbf /tmp/nb.out; mkfifo /tmp/nbf
+rm -f /tmp/nbf /tmp/nb.out; mkfifo /tmp/nbf; : >/tmp/nb.out
 "$NBC" --kind plug "$vif" </tmp/nbf >/tmp/nb.out 2>/tmp/nb.err &
 pid=$!
 exec 7>/tmp/nbf
-sleep 0.5
-cmd() { echo "$*" >&7; sleep 0.3; }
+for _ in $(seq 100); do grep -q '^ok open' /tmp/nb.out 2>/dev/null && break; sleep 0.05; done
+# cmd LINE: send a command, wait for its answer (a line of /tmp/nb.out):
+# a hold measured before netbuf-ctl applied it would count early packets
+cmd() {
+  local n; n=$(wc -l </tmp/nb.out)
+  echo "$*" >&7
+  for _ in $(seq 100); do [ "$(wc -l </tmp/nb.out)" -gt "$n" ] && return 0; sleep 0.05; done
+  note "no answer to '$*' within 5 s"
+}
 cmd hold 1
 r0=$(rx); sleep 1; r1=$(rx)
 check "while epoch 1 is open, nothing the guest sends reaches dom0 ($((r1 - r0)) packets)" test $((r1 - r0)) -le 1
