@@ -13,13 +13,13 @@
 #                        every ELF executable under DIR goes to dom0's
 #                        /opt/tandem/build, tandemd and xl-tandem on PATH
 #   --cache DIR          cache (default $XEN_RIG_CACHE or /var/cache/tandem-xen-rig)
-#   --timeout SEC        hard limit of the whole qemu run (default 2400)
-#   --scenario-timeout SEC  limit per scenario inside dom0 (default 480)
+#   --timeout SEC        hard limit of the whole qemu run (default 2700)
+#   --scenario-timeout SEC  limit per scenario inside dom0 (default 720)
 #   --cpu qemu64|max     qemu CPU model (default qemu64, see README)
 #   --tcg-thread single|multi  qemu's TCG threading (default $XEN_RIG_TCG_THREAD
 #                        or multi: one host thread per emulated CPU)
 #   --pcpus 1|2          emulated physical CPUs, dom0's vCPUs too (default
-#                        $XEN_RIG_PCPUS or 2)
+#                        $XEN_RIG_PCPUS or 2; HACKING.md, Known limits)
 #   --no-deps            do not run tests/xen/deps.sh (apt) first
 #   --keep               keep the work dir (serial log, images) and say where
 #   --list               list the scenarios and exit
@@ -36,8 +36,8 @@ RIG_TOP=$(cd "$RIG_DIR/../.." && pwd)
 SCENARIOS=()
 TANDEM_BUILD=${TANDEM_BUILD:-}
 CACHE=${XEN_RIG_CACHE:-/var/cache/tandem-xen-rig}
-TOTAL_TIMEOUT=${XEN_RIG_TIMEOUT:-2400}
-SCENARIO_TIMEOUT=${XEN_RIG_SCENARIO_TIMEOUT:-480}
+TOTAL_TIMEOUT=${XEN_RIG_TIMEOUT:-2700}
+SCENARIO_TIMEOUT=${XEN_RIG_SCENARIO_TIMEOUT:-720}
 CPU=${XEN_RIG_CPU:-qemu64}
 TCG_THREAD=${XEN_RIG_TCG_THREAD:-multi}
 PCPUS=${XEN_RIG_PCPUS:-2}

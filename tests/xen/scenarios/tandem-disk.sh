@@ -143,8 +143,8 @@ t_protect=$(now)
 if ! out=$(xl-tandem -s "$T/A.sock" protect -i "$INT" -H "$HB" -t "$TMO" "$G" "127.0.0.1:$PB" 2>&1); then
   note "$out"; logs; fail "xl-tandem protect $G"; exit 1
 fi
-if ! wait_state A protected 240; then
-  logs; console "$G"; fail "$G protected within 240 s (state $(str "$(eng "$(st A)")" state))"; exit 1
+if ! wait_state A protected 400; then
+  logs; console "$G"; fail "$G protected within 400 s (state $(str "$(eng "$(st A)")" state))"; exit 1
 fi
 sync_s=$(since "$t_protect")
 J=$(st A)

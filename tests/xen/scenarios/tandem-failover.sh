@@ -178,10 +178,10 @@ if ! out=$(xl-tandem xs-protect -i "$INT" -H "$HB" -t "$TMO" -S "$SUSPEND" "$G" 
   note "$out"; logs; fail "xl-tandem xs-protect $G 127.0.0.1:$PB"; exit 1
 fi
 note "$out"
-if ! wait_state A protected 240; then
+if ! wait_state A protected 400; then
   logs; note "console of $G:"; tail -30 "$(guest_log "$G")" | sed 's/^/# /'
   xl list | sed 's/^/# /'
-  fail "$G protected within 240 s (state $(str "$(st A)" state))"; exit 1
+  fail "$G protected within 400 s (state $(str "$(st A)" state))"; exit 1
 fi
 sync_s=$(since "$t_protect")
 check "xenstore shows $G protected (status/$G/state)" wait_xs_state "$G" protected 10
