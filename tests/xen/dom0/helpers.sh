@@ -41,6 +41,16 @@ rig_guest_cfg() {
   echo "/tmp/$name.cfg"
 }
 
+# rig_bridge: dom0's bridge xenbr0 at 10.90.0.1/24, for guests' vifs. One
+# left by an earlier scenario or attempt is removed first (and said).
+rig_bridge() {
+  if ip link show xenbr0 >/dev/null 2>&1; then
+    note "xenbr0 left from before: removed"; ip link del xenbr0
+  fi
+  ip link add xenbr0 type bridge && ip addr add 10.90.0.1/24 dev xenbr0 &&
+    ip link set xenbr0 up
+}
+
 # guest_log NAME: the guest's console log (xenconsoled, dom0 timestamps)
 guest_log() { echo "$RIG_CONSOLE_DIR/guest-$1.log"; }
 

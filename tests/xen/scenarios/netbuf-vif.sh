@@ -9,7 +9,13 @@
 need_tandem
 NBC=/opt/tandem/build/tests/tools/netbuf-ctl
 modprobe xen-netback 2>/dev/null; modprobe sch_plug 2>/dev/null
-ip link add xenbr0 type bridge && ip addr add 10.90.0.1/24 dev xenbr0 && ip link set xenbr0 up ||
+cleanup() {
+  [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null
+  xl destroy nbvif >/dev/null 2>&1
+  ip link del xenbr0 2>/dev/null
+}
+trap cleanup EXIT
+rig_bridge ||
   { fail "xenbr0"; exit 1; }
 cfg=$(rig_guest_cfg nbvif 128 "rig.ip=10.90.0.2/24,10.90.0.1")
 echo "vif = [ 'bridge=xenbr0,mac=00:16:3e:5a:00:01' ]" >>"$cfg"
@@ -59,6 +65,4 @@ nothing_left() { ! tc qdisc show dev "$vif" | grep -q ingress && ! ip link show 
 check "nothing left on $vif after close" nothing_left
 r0=$(rx); sleep 1; r1=$(rx)
 check "after close the guest's packets pass again ($((r1 - r0)) in 1 s)" test $((r1 - r0)) -ge 3
-xl destroy nbvif
-ip link del xenbr0
 finish

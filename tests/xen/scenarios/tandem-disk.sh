@@ -78,8 +78,7 @@ trap cleanup EXIT
 for m in sch_plug ifb nbd; do modprobe "$m" 2>/dev/null; done
 command -v nbd-client >/dev/null || { fail "nbd-client in dom0"; exit 1; }
 [ -x "$ACKD" ] || { fail "ackd in the tandem build ($ACKD)"; exit 1; }
-ip link add xenbr0 type bridge && ip addr add 10.90.0.1/24 dev xenbr0 &&
-  ip link set xenbr0 up || { fail "xenbr0"; exit 1; }
+rig_bridge || { fail "xenbr0"; exit 1; }
 
 # the guest's disk: a fresh ext4 image on the primary
 truncate -s "${MIB}M" "$T/disk.img"

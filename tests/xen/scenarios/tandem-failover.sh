@@ -75,8 +75,7 @@ cleanup() {
 trap cleanup EXIT
 
 modprobe sch_plug 2>/dev/null; modprobe ifb 2>/dev/null
-ip link add xenbr0 type bridge && ip addr add 10.90.0.1/24 dev xenbr0 &&
-  ip link set xenbr0 up || { fail "xenbr0"; exit 1; }
+rig_bridge || { fail "xenbr0"; exit 1; }
 cfg=$(rig_guest_cfg "$G" 128 "rig.ip=10.90.0.2/24,10.90.0.1")
 echo "vif = [ 'bridge=xenbr0,mac=00:16:3e:5a:00:02' ]" >>"$cfg"
 if ! out=$(xl create "$cfg" 2>&1); then
