@@ -59,7 +59,8 @@ size_t tdm__peer_pending(const struct tdm__peer *p);
 void tdm__peer_close(struct tdm__peer *p);
 /* Close gracefully (e.g. after a GOODBYE or an ERROR): once the queued
  * output is written, shut the write side and discard input until the peer
- * closes too (at most TDM__PEER_LINGER_MS). A socket closed with input
+ * closes too, or sends nothing for TDM__PEER_LINGER_MS (the write waits
+ * as long for progress). A socket closed with input
  * unread answers with a reset, which drops what the kernel has not sent
  * yet: the last frames, the ones that matter. */
 #define TDM__PEER_LINGER_MS 30000
