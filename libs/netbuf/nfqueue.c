@@ -30,6 +30,7 @@
 #include <libnetfilter_queue/libnetfilter_queue.h>
 
 #include "netbuf-private.h"
+#include "tdm-spawn.h"
 #include "tdm-util.h"
 
 #define NFQ_COPY_RANGE 128              /* headers only: ids and lengths */
@@ -85,7 +86,8 @@ static int rules_apply(struct tdm_netbuf *nb, const char *op, bool quiet)
         char **argvs[] = { routed, bridged };
 
         for (int k = 0; k < 2; k++)
-            if (tdm_run(argvs[k], NULL, 0, err, sizeof(err)) != 0) {
+            if (tdm_run(argvs[k], TDM_HELPER_TIMEOUT_MS, NULL, 0, err,
+                        sizeof(err)) != 0) {
                 if (!quiet)
                     log_warnx("netbuf %s: %s", nb->ifname, err);
                 rc = -1;
@@ -144,7 +146,8 @@ int tdm__netbuf_nfqueue_cleanup(const char *ifname)
                          "PREROUTING", NULL };
         char *line, *save = NULL;
 
-        if (tdm_run(list, out, 1 << 16, err, sizeof(err)) != 0) {
+        if (tdm_run(list, TDM_HELPER_TIMEOUT_MS, out, 1 << 16, err,
+                    sizeof(err)) != 0) {
             log_warnx("netbuf %s: %s", ifname, err);
             free(out);
             return -1;
@@ -179,7 +182,8 @@ int tdm__netbuf_nfqueue_cleanup(const char *ifname)
             }
             argv[n] = NULL;
             if (ours) {
-                if (tdm_run(argv, NULL, 0, err, sizeof(err)) != 0)
+                if (tdm_run(argv, TDM_HELPER_TIMEOUT_MS, NULL, 0, err,
+                            sizeof(err)) != 0)
                     log_warnx("netbuf %s: removing a stale rule: %s", ifname, err);
                 else
                     removed++;

@@ -64,12 +64,6 @@ static inline void tdm__freep(void *pp) { free(*(void **)pp); }
 /* Format a message into err (if err and errlen) and return -1: the shape
  * of every "fill in why and fail" in tandem. */
 int tdm_errf(char *err, size_t errlen, const char *fmt, ...) TDM_PRINTF(3, 4);
-/* Run argv (PATH searched) with stdin from /dev/null; its stdout into out
- * (outlen bytes, NUL-terminated; out may be NULL). Returns its exit status,
- * with err set to the first line of its stderr if not 0; -1 if it could
- * not run or was killed (err says why). */
-int tdm_run(char *const argv[], char *out, size_t outlen, char *err,
-            size_t errlen);
 
 /* Bounded copy that always terminates; returns false if truncated. */
 bool tdm_strlcpy(char *dst, const char *src, size_t size);
@@ -87,6 +81,15 @@ uint32_t tdm_crc32c_sw(uint32_t crc, const void *buf, size_t len);
 uint64_t tdm_now_ns(void);      /* CLOCK_MONOTONIC */
 uint64_t tdm_wall_ns(void);     /* CLOCK_REALTIME */
 static inline uint64_t tdm_now_us(void) { return tdm_now_ns() / 1000; }
+
+/* Deadlines are tdm_now_ns() values: one clock for every bounded wait. */
+static inline uint64_t tdm_deadline_ms(uint64_t ms)
+{
+    return tdm_now_ns() + ms * 1000000u;
+}
+/* Milliseconds left until the deadline, rounded up (a poll timeout that
+ * never wakes early); 0 once it has passed. */
+int tdm_ms_left(uint64_t deadline_ns);
 
 /* ---- bitmaps (64-bit words) ---- */
 

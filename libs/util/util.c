@@ -102,6 +102,16 @@ uint64_t tdm_wall_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+int tdm_ms_left(uint64_t deadline_ns)
+{
+    uint64_t now = tdm_now_ns(), ms;
+
+    if (now >= deadline_ns)
+        return 0;
+    ms = (deadline_ns - now + 999999) / 1000000;
+    return ms > INT32_MAX ? INT32_MAX : (int)ms;
+}
+
 size_t tdm_bitmap_count(const uint64_t *bm, size_t nbits)
 {
     size_t n = 0, words = nbits / 64;

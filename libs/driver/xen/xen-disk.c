@@ -36,6 +36,7 @@
 #include <libxl.h>
 
 #include "tdm-cfg.h"
+#include "tdm-spawn.h"
 #include "tdm-util.h"
 #include "xen-private.h"
 
@@ -124,7 +125,7 @@ int xen_nbd_attach(const char *sock, char *dev, size_t devlen, char *err,
         if (!nbd_free(i))
             continue;
         tried++;
-        r = tdm_run(argv, NULL, 0, out, sizeof(out));
+        r = tdm_run(argv, TDM_HELPER_TIMEOUT_MS, NULL, 0, out, sizeof(out));
         if (r < 0)
             return tdm_errf(err, errlen, "%s (install nbd-client)", out);
         if (r == 0) {
@@ -146,7 +147,7 @@ void xen_nbd_detach(const char *dev)
     char err[256];
     char *argv[] = {"nbd-client", "-d", (char *)dev, NULL};
 
-    if (tdm_run(argv, NULL, 0, err, sizeof(err)))
+    if (tdm_run(argv, TDM_HELPER_TIMEOUT_MS, NULL, 0, err, sizeof(err)))
         log_warnx("nbd-client -d %s: %s", dev, err);
 }
 
