@@ -17,7 +17,8 @@
 
 #include <event2/buffer.h>
 
-#include "engine-private.h"
+#include "peer.h"
+#include "tdm-util.h"
 
 /* Peers closing gracefully (tdm__peer_close_after_flush), so that a host
  * that stops can end them: one list for the process, whose loops may run
